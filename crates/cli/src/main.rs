@@ -1,0 +1,49 @@
+//! `policyhub`: the command line. Parses flags and hands each command to its module.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod netpol_cmd;
+mod output;
+
+/// Policy Hub: know whether your Kubernetes policies actually work.
+#[derive(Parser)]
+#[command(name = "policyhub", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decide one flow and explain the verdict.
+    Eval(netpol_cmd::EvalArgs),
+    /// Allowed ports between every pair of workloads and external ranges.
+    Connectivity(netpol_cmd::ConnectivityArgs),
+    /// Run conformance corpora.
+    #[command(subcommand)]
+    Conformance(ConformanceCommand),
+}
+
+#[derive(Subcommand)]
+enum ConformanceCommand {
+    /// Run NetworkPolicy/ANP/BANP/Cilium case files (../shared/corpus/netpol format).
+    Netpol(netpol_cmd::ConformanceArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Eval(args) => netpol_cmd::eval(args),
+        Command::Connectivity(args) => netpol_cmd::connectivity(args),
+        Command::Conformance(ConformanceCommand::Netpol(args)) => netpol_cmd::conformance(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
