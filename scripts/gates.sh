@@ -7,9 +7,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/policyhub-target}"
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cargo test"
-cargo test --workspace --locked
+cargo test --workspace
 for check in scripts/checks.d/*.sh; do
   [ -e "$check" ] || continue
   echo "==> check: $check"

@@ -1,0 +1,277 @@
+//! `policyhub eval`, `policyhub connectivity` and `policyhub conformance netpol`.
+
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use netpol::connectivity::{self, Connection};
+use netpol::policy::Entity;
+use netpol::{Bundle, Endpoint, Engine, Options, Protocol};
+
+use crate::output::{print_structured, print_table, Format};
+
+/// Where the cluster comes from, shared by the commands that evaluate it.
+#[derive(Args)]
+pub struct SourceArgs {
+    /// Manifest files or directories (YAML or JSON, multi-document, `kind: List`).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    files: Vec<PathBuf>,
+    /// Do not let ipBlock / ANP networks match pod IPs (Cilium's default behaviour).
+    #[arg(long)]
+    no_ipblock_pods: bool,
+}
+
+impl SourceArgs {
+    fn engine(&self) -> anyhow::Result<Engine> {
+        let mut bundle = Bundle::default();
+        for f in &self.files {
+            bundle.load_path(f)?;
+        }
+        for s in &bundle.skipped {
+            eprintln!(
+                "warning: {}: document {}: skipped {} {:?}: {}",
+                s.file, s.document, s.kind, s.name, s.reason
+            );
+        }
+        let options = Options {
+            ipblock_matches_pods: !self.no_ipblock_pods,
+        };
+        Ok(Engine::new(bundle.inventory, bundle.policies, options))
+    }
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Source: `namespace/pod`, an IP address, or an entity such as `world`, `host`.
+    #[arg(long)]
+    from: String,
+    /// Destination, in the same forms as --from.
+    #[arg(long)]
+    to: String,
+    /// Destination port (ICMP: the ICMP type).
+    #[arg(long)]
+    port: u16,
+    /// TCP, UDP, SCTP or ICMP.
+    #[arg(long, default_value = "TCP")]
+    protocol: String,
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: Format,
+}
+
+pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.source.engine()?;
+    let protocol = Protocol::parse(&args.protocol).with_context(|| {
+        format!(
+            "unknown protocol {:?} (want TCP, UDP, SCTP or ICMP)",
+            args.protocol
+        )
+    })?;
+    let src = endpoint(&engine, &args.from).context("--from")?;
+    let dst = endpoint(&engine, &args.to).context("--to")?;
+    let decision = engine.decide(&src, &dst, protocol, args.port);
+    match args.output {
+        Format::Json | Format::Yaml => print_structured(&decision, args.output)?,
+        _ => {
+            println!(
+                "{} -> {} {}/{}: {}",
+                decision.source, decision.destination, protocol, args.port, decision.verdict
+            );
+            println!("  {}", decision.reason);
+            for d in decision.egress.iter().chain(decision.ingress.iter()) {
+                println!("  {}: {} — {}", d.direction.as_str(), d.verdict, d.reason);
+                for m in d.allowed_by.iter().chain(&d.denied_by) {
+                    if let Some(note) = &m.note {
+                        println!("    note ({} rule {}): {note}", m.policy, m.rule);
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses `ns/pod`, an IP (a pod's IP resolves to the pod) or an entity name.
+fn endpoint(engine: &Engine, text: &str) -> anyhow::Result<Endpoint> {
+    if let Some(i) = engine.inventory().pod_index(text) {
+        return Ok(Endpoint::Pod(i));
+    }
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(engine.endpoint_for_ip(ip));
+    }
+    if let Some(e) = Entity::parse(text) {
+        return Ok(Endpoint::Entity(e, None));
+    }
+    if text.contains('/') {
+        bail!("no pod {text:?} in the manifests");
+    }
+    bail!("{text:?} is not namespace/pod, an IP address or an entity (world, host, remote-node, kube-apiserver, ...)")
+}
+
+#[derive(Args)]
+pub struct ConnectivityArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// table (list of allowed connections), matrix, json, yaml or dot.
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: Format,
+    /// Also list pairs with no connection.
+    #[arg(long)]
+    all: bool,
+}
+
+pub fn connectivity(args: ConnectivityArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.source.engine()?;
+    let tty = std::io::stderr().is_terminal();
+    let conns = connectivity::analyze(&engine, |done, total| {
+        if tty && total > 50 && (done % 25 == 0 || done == total) {
+            eprint!("\ranalyzing workloads: {done}/{total}");
+            if done == total {
+                eprintln!();
+            }
+        }
+    });
+    let shown: Vec<&Connection> = conns
+        .iter()
+        .filter(|c| args.all || !c.ports.is_empty())
+        .collect();
+    match args.output {
+        Format::Json | Format::Yaml => print_structured(&shown, args.output)?,
+        Format::Dot => {
+            println!("digraph connectivity {{");
+            for c in &shown {
+                println!(
+                    "  {:?} -> {:?} [label={:?}];",
+                    c.src.to_string(),
+                    c.dst.to_string(),
+                    c.ports.to_string()
+                );
+            }
+            println!("}}");
+        }
+        Format::Matrix => print_matrix(&conns),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = shown
+                .iter()
+                .map(|c| vec![c.src.to_string(), c.dst.to_string(), c.ports.to_string()])
+                .collect();
+            print_table(&["SOURCE", "DESTINATION", "ALLOWED"], &rows);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_matrix(conns: &[Connection]) {
+    let mut names: Vec<String> = conns
+        .iter()
+        .flat_map(|c| [c.src.to_string(), c.dst.to_string()])
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut rows = Vec::new();
+    for src in &names {
+        let mut row = vec![src.clone()];
+        for dst in &names {
+            let cell = conns
+                .iter()
+                .find(|c| c.src.to_string() == *src && c.dst.to_string() == *dst)
+                .map_or("-".to_string(), |c| c.ports.to_string());
+            row.push(cell);
+        }
+        rows.push(row);
+    }
+    let mut header = vec!["SOURCE \\ DESTINATION"];
+    header.extend(names.iter().map(String::as_str));
+    print_table(&header, &rows);
+}
+
+#[derive(Args)]
+pub struct ConformanceArgs {
+    /// Directories or case files (`*.json`).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Do not let ipBlock / ANP networks match pod IPs.
+    #[arg(long)]
+    no_ipblock_pods: bool,
+}
+
+pub fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
+    let mut files = Vec::new();
+    for p in &args.paths {
+        collect_cases(p, &mut files)?;
+    }
+    if files.is_empty() {
+        bail!("no case files (*.json) under {:?}", args.paths);
+    }
+    let options = Options {
+        ipblock_matches_pods: !args.no_ipblock_pods,
+    };
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for file in &files {
+        let case = netpol::conformance::Case::load(file).map_err(anyhow::Error::msg)?;
+        let result = case
+            .run(options)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        passed += result.passed;
+        failed += result.failures.len();
+        let status = if result.failures.is_empty() {
+            "ok"
+        } else {
+            "FAIL"
+        };
+        println!(
+            "{status:4} {} ({} of {} entries)",
+            result.name,
+            result.passed,
+            result.passed + result.failures.len()
+        );
+        for f in &result.failures {
+            let want = f.expected.allowed_ports.clone().unwrap_or_else(|| {
+                format!(
+                    "{}/{} allowed={}",
+                    f.expected.protocol.as_deref().unwrap_or("?"),
+                    f.expected.port.unwrap_or(0),
+                    f.expected.allowed.unwrap_or(false)
+                )
+            });
+            println!(
+                "     {} -> {}: expected {want}, got {}",
+                f.expected.src, f.expected.dst, f.got
+            );
+            if let Some(rule) = &f.expected.rule {
+                println!("       rule: {rule}");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn collect_cases(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        for e in entries {
+            if e.is_dir() || e.extension().is_some_and(|x| x == "json") {
+                collect_cases(&e, out)?;
+            }
+        }
+    } else if path.exists() {
+        out.push(path.to_path_buf());
+    } else {
+        bail!("{} does not exist", path.display());
+    }
+    Ok(())
+}

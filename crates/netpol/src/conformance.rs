@@ -1,0 +1,287 @@
+//! Runner for conformance case files (the format of `shared/corpus/netpol/cases`):
+//! a scenario (namespaces, pods, policies) and the expected answers.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::cidr::IpRange;
+use crate::connectivity::range_ports;
+use crate::engine::{Endpoint, Engine, Options};
+use crate::manifest::Bundle;
+use crate::model::{ContainerPort, Namespace, Pod, WorkloadRef};
+use crate::ports::{PortSet, Protocol};
+use crate::Verdict;
+
+#[derive(Debug, Deserialize)]
+pub struct Case {
+    pub name: String,
+    #[serde(default)]
+    pub source: Option<String>,
+    pub kind: String,
+    #[serde(default)]
+    pub namespaces: Vec<CaseNamespace>,
+    #[serde(default)]
+    pub pods: Vec<CasePod>,
+    #[serde(default)]
+    pub policies: Vec<Value>,
+    pub expected: Vec<Expected>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CaseNamespace {
+    pub name: String,
+    #[serde(default)]
+    pub labels: crate::selector::Labels,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CasePod {
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub labels: crate::selector::Labels,
+    #[serde(default)]
+    pub ip: Option<String>,
+    #[serde(default)]
+    pub ips: Vec<String>,
+    #[serde(default)]
+    pub ports: Vec<CasePort>,
+    #[serde(default)]
+    pub workload: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CasePort {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Null in upstream scenarios whose manifests leave `containerPort` out; such ports are skipped.
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub protocol: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Expected {
+    pub src: String,
+    pub dst: String,
+    #[serde(default)]
+    pub allowed_ports: Option<String>,
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub allowed: Option<bool>,
+    /// Free text: why the entry is expected (Cilium cases cite the documented rule).
+    #[serde(default)]
+    pub rule: Option<String>,
+}
+
+/// One expected entry that did not hold.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub expected: Expected,
+    pub got: String,
+}
+
+#[derive(Debug)]
+pub struct CaseResult {
+    pub name: String,
+    pub passed: usize,
+    pub failures: Vec<Failure>,
+}
+
+impl Case {
+    pub fn load(path: &Path) -> Result<Case, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Builds the scenario and checks every expected entry.
+    pub fn run(&self, options: Options) -> Result<CaseResult, String> {
+        let mut bundle = Bundle::default();
+        for ns in &self.namespaces {
+            bundle.inventory.add_namespace(Namespace {
+                name: ns.name.clone(),
+                labels: ns.labels.clone(),
+            });
+        }
+        for pod in &self.pods {
+            bundle.inventory.add_pod(pod.to_pod()?);
+        }
+        for (i, policy) in self.policies.iter().enumerate() {
+            bundle
+                .add_object(policy, &format!("{}:policies", self.name), i + 1, "")
+                .map_err(|e| e.to_string())?;
+        }
+        let engine = Engine::new(bundle.inventory, bundle.policies, options);
+        let mut result = CaseResult {
+            name: self.name.clone(),
+            passed: 0,
+            failures: Vec::new(),
+        };
+        for exp in &self.expected {
+            match check(&engine, exp) {
+                Ok(()) => result.passed += 1,
+                Err(got) => result.failures.push(Failure {
+                    expected: exp.clone(),
+                    got,
+                }),
+            }
+        }
+        Ok(result)
+    }
+}
+
+impl CasePod {
+    fn to_pod(&self) -> Result<Pod, String> {
+        let mut ips = Vec::new();
+        for text in self.ip.iter().chain(&self.ips) {
+            let ip = text.parse().map_err(|_| {
+                format!("pod {}/{}: invalid IP {text:?}", self.namespace, self.name)
+            })?;
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+        let ports = self
+            .ports
+            .iter()
+            .filter_map(|p| p.port.map(|port| (p, port)))
+            .map(|(p, port)| {
+                let protocol = match &p.protocol {
+                    None => Ok(Protocol::Tcp),
+                    Some(s) => Protocol::parse(s)
+                        .ok_or_else(|| format!("pod {}: unknown protocol {s:?}", self.name)),
+                };
+                protocol.map(|protocol| ContainerPort {
+                    name: p.name.clone(),
+                    port,
+                    protocol,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let workload = match self.workload.as_deref().and_then(parse_workload) {
+            Some(w) => w,
+            None => WorkloadRef {
+                namespace: self.namespace.clone(),
+                name: self.name.clone(),
+                kind: "Pod".into(),
+            },
+        };
+        Ok(Pod {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            labels: self.labels.clone(),
+            ips,
+            ports,
+            workload,
+            service_account: None,
+        })
+    }
+}
+
+/// Parses `ns/name[Kind]`.
+fn parse_workload(text: &str) -> Option<WorkloadRef> {
+    let (ns, rest) = text.split_once('/')?;
+    let (name, kind) = rest.strip_suffix(']')?.split_once('[')?;
+    Some(WorkloadRef {
+        namespace: ns.into(),
+        name: name.into(),
+        kind: kind.into(),
+    })
+}
+
+enum Side {
+    Pod(usize),
+    Ranges(Vec<IpRange>),
+}
+
+fn side(engine: &Engine, text: &str) -> Result<Side, String> {
+    if let Some(i) = engine.inventory().pod_index(text) {
+        return Ok(Side::Pod(i));
+    }
+    text.split(',')
+        .map(|r| IpRange::parse(r).ok_or_else(|| format!("unknown pod or address range {r:?}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Side::Ranges)
+}
+
+/// Checks one expected entry; the error is what the engine answered instead.
+fn check(engine: &Engine, exp: &Expected) -> Result<(), String> {
+    let src = side(engine, &exp.src)?;
+    let dst = side(engine, &exp.dst)?;
+    if let Some(want) = &exp.allowed_ports {
+        let want = PortSet::parse(want)?.l4();
+        let got: Vec<(String, PortSet)> = match (&src, &dst) {
+            (Side::Pod(s), Side::Pod(d)) => {
+                vec![(
+                    String::new(),
+                    engine
+                        .allowed_ports(&Endpoint::Pod(*s), &Endpoint::Pod(*d))
+                        .l4(),
+                )]
+            }
+            (Side::Pod(p), Side::Ranges(rs)) | (Side::Ranges(rs), Side::Pod(p)) => {
+                let outbound = matches!(src, Side::Pod(_));
+                let mut all = Vec::new();
+                for r in rs {
+                    match range_ports(engine, *p, *r, outbound) {
+                        Ok(ports) => all.push((r.to_string(), ports.l4())),
+                        Err(parts) => {
+                            all.extend(parts.into_iter().map(|(r, p)| (r.to_string(), p.l4())))
+                        }
+                    }
+                }
+                all
+            }
+            (Side::Ranges(_), Side::Ranges(_)) => return Err("both ends are address ranges".into()),
+        };
+        let wrong: Vec<String> = got
+            .iter()
+            .filter(|(_, p)| *p != want)
+            .map(|(r, p)| {
+                if r.is_empty() {
+                    p.to_string()
+                } else {
+                    format!("{r}: {p}")
+                }
+            })
+            .collect();
+        return if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(wrong.join("; "))
+        };
+    }
+    let (Some(proto), Some(port), Some(allowed)) = (&exp.protocol, exp.port, exp.allowed) else {
+        return Err("entry has neither allowed_ports nor protocol/port/allowed".into());
+    };
+    let proto = Protocol::parse(proto).ok_or_else(|| format!("unknown protocol {proto:?}"))?;
+    let endpoints = |s: &Side| -> Vec<Endpoint> {
+        match s {
+            Side::Pod(i) => vec![Endpoint::Pod(*i)],
+            Side::Ranges(rs) => rs
+                .iter()
+                .flat_map(|r| [r.first, r.last])
+                .map(Endpoint::External)
+                .collect(),
+        }
+    };
+    for s in endpoints(&src) {
+        for d in endpoints(&dst) {
+            let verdict = engine.verdict(&s, &d, proto, port);
+            if (verdict != Verdict::Blocked) != allowed {
+                return Err(format!(
+                    "{verdict} for {} -> {}",
+                    engine.endpoint_name(&s),
+                    engine.endpoint_name(&d)
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! Connectivity analysis: the allowed port set between every ordered pair of workloads,
+//! and between each workload and the external address ranges policies tell apart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::cidr::IpRange;
+use crate::engine::{Endpoint, Engine};
+use crate::model::WorkloadRef;
+use crate::ports::PortSet;
+
+/// One side of a connection.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(untagged)]
+pub enum Peer {
+    Workload(WorkloadRef),
+    External(IpRange),
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Workload(w) => write!(f, "{w}"),
+            Peer::External(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+impl Serialize for IpRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The ports `src` may open to `dst`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Connection {
+    pub src: Peer,
+    pub dst: Peer,
+    pub ports: PortSet,
+}
+
+/// Every ordered pair (workloads and external ranges), including pairs with no
+/// connection. Pods of one workload count as one peer, represented by its first pod.
+pub fn analyze(engine: &Engine, mut progress: impl FnMut(usize, usize)) -> Vec<Connection> {
+    let mut workloads: BTreeMap<&WorkloadRef, usize> = BTreeMap::new();
+    for (i, pod) in engine.inventory().pods.iter().enumerate() {
+        workloads.entry(&pod.workload).or_insert(i);
+    }
+    let workloads: Vec<(&WorkloadRef, usize)> = workloads.into_iter().collect();
+    let mut out = Vec::new();
+    let mut cache: HashMap<(u32, u32), PortSet> = HashMap::new();
+    for (n, &(src_w, src)) in workloads.iter().enumerate() {
+        progress(n, workloads.len());
+        let src_ep = Endpoint::Pod(src);
+        let src_key = engine.identity_key(&src_ep);
+        for &(dst_w, dst) in &workloads {
+            if src_w == dst_w {
+                continue;
+            }
+            let dst_ep = Endpoint::Pod(dst);
+            let key = (src_key, engine.identity_key(&dst_ep));
+            let ports = cache
+                .entry(key)
+                .or_insert_with(|| engine.allowed_ports(&src_ep, &dst_ep))
+                .clone();
+            out.push(Connection {
+                src: Peer::Workload(src_w.clone()),
+                dst: Peer::Workload(dst_w.clone()),
+                ports,
+            });
+        }
+    }
+    progress(workloads.len(), workloads.len());
+    // External ranges: one answer per atom, adjacent atoms with equal answers merged.
+    let atoms = engine.atoms();
+    let families = if atoms.len() > atoms.v4_len() + 1 {
+        atoms.len()
+    } else {
+        atoms.v4_len()
+    };
+    for &(w, pod) in &workloads {
+        let pod_ep = Endpoint::Pod(pod);
+        for outbound in [true, false] {
+            let mut current: Option<(IpRange, PortSet)> = None;
+            for atom in 0..families {
+                let range = atoms.range(atom);
+                let ext = Endpoint::External(range.first);
+                let ports = if outbound {
+                    engine.allowed_ports(&pod_ep, &ext)
+                } else {
+                    engine.allowed_ports(&ext, &pod_ep)
+                };
+                current = match current {
+                    Some((r, p)) if p == ports && r.last.is_ipv4() == range.first.is_ipv4() => {
+                        Some((
+                            IpRange {
+                                first: r.first,
+                                last: range.last,
+                            },
+                            p,
+                        ))
+                    }
+                    Some((r, p)) => {
+                        push_external(&mut out, w, r, p, outbound);
+                        Some((range, ports))
+                    }
+                    None => Some((range, ports)),
+                };
+            }
+            if let Some((r, p)) = current {
+                push_external(&mut out, w, r, p, outbound);
+            }
+        }
+    }
+    out
+}
+
+fn push_external(
+    out: &mut Vec<Connection>,
+    w: &WorkloadRef,
+    range: IpRange,
+    ports: PortSet,
+    outbound: bool,
+) {
+    let (ext, wl) = (Peer::External(range), Peer::Workload(w.clone()));
+    let (src, dst) = if outbound { (wl, ext) } else { (ext, wl) };
+    out.push(Connection { src, dst, ports });
+}
+
+/// The allowed ports between a pod and every address of `range`, if they are the same
+/// for all of them (`outbound`: pod to range).
+pub fn range_ports(
+    engine: &Engine,
+    pod: usize,
+    range: IpRange,
+    outbound: bool,
+) -> Result<PortSet, Vec<(IpRange, PortSet)>> {
+    let atoms = engine.atoms();
+    let mut answers: Vec<(IpRange, PortSet)> = Vec::new();
+    for atom in atoms.overlapping(range) {
+        let a = atoms.range(atom);
+        let first: IpAddr = a.first.max(range.first);
+        let last: IpAddr = a.last.min(range.last);
+        let ext = Endpoint::External(first);
+        let pod_ep = Endpoint::Pod(pod);
+        let ports = if outbound {
+            engine.allowed_ports(&pod_ep, &ext)
+        } else {
+            engine.allowed_ports(&ext, &pod_ep)
+        };
+        answers.push((IpRange { first, last }, ports));
+    }
+    if answers.windows(2).all(|w| w[0].1 == w[1].1) {
+        Ok(answers.pop().map(|(_, p)| p).unwrap_or_default())
+    } else {
+        Err(answers)
+    }
+}
