@@ -11,6 +11,7 @@ use crate::connectivity::range_ports;
 use crate::engine::{Endpoint, Engine, Options};
 use crate::manifest::Bundle;
 use crate::model::{ContainerPort, Namespace, Pod, WorkloadRef};
+use crate::policy::Entity;
 use crate::ports::{PortSet, Protocol};
 use crate::Verdict;
 
@@ -198,11 +199,15 @@ fn parse_workload(text: &str) -> Option<WorkloadRef> {
 enum Side {
     Pod(usize),
     Ranges(Vec<IpRange>),
+    Entity(Entity),
 }
 
 fn side(engine: &Engine, text: &str) -> Result<Side, String> {
     if let Some(i) = engine.inventory().pod_index(text) {
         return Ok(Side::Pod(i));
+    }
+    if let Some(e) = Entity::parse(text) {
+        return Ok(Side::Entity(e));
     }
     text.split(',')
         .map(|r| IpRange::parse(r).ok_or_else(|| format!("unknown pod or address range {r:?}")))
@@ -238,7 +243,7 @@ fn check(engine: &Engine, exp: &Expected) -> Result<(), String> {
                 }
                 all
             }
-            (Side::Ranges(_), Side::Ranges(_)) => return Err("both ends are address ranges".into()),
+            _ => return Err("allowed_ports needs a pod on at least one end, and no entity".into()),
         };
         let wrong: Vec<String> = got
             .iter()
@@ -269,6 +274,7 @@ fn check(engine: &Engine, exp: &Expected) -> Result<(), String> {
                 .flat_map(|r| [r.first, r.last])
                 .map(Endpoint::External)
                 .collect(),
+            Side::Entity(e) => vec![Endpoint::Entity(*e, None)],
         }
     };
     for s in endpoints(&src) {

@@ -123,7 +123,7 @@ impl Bundle {
                 }
             }
             ("", "Namespace") => {
-                let meta: ObjectMeta = typed(obj, "metadata").map_err(invalid)?;
+                let meta: ObjectMeta = typed(&obj["metadata"], "metadata").map_err(invalid)?;
                 self.inventory.add_namespace(Namespace {
                     name: meta.name,
                     labels: meta.labels.unwrap_or_default(),
@@ -153,7 +153,7 @@ impl Bundle {
                     invalid(FieldError::new(path.clone(), "pod template is missing"))
                 })?;
                 let tpl: RawPodTemplate = typed(tpl, &path).map_err(invalid)?;
-                let meta: ObjectMeta = typed(obj, "metadata").map_err(invalid)?;
+                let meta: ObjectMeta = typed(&obj["metadata"], "metadata").map_err(invalid)?;
                 let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
                 let ports = tpl
                     .spec
