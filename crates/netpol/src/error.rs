@@ -21,17 +21,22 @@ pub enum Error {
         message: String,
     },
     /// A document of a known kind has a wrong or invalid field.
-    #[error("{file}: document {document} ({kind} {name}): {path}: {message}")]
-    Invalid {
-        file: String,
-        /// 1-based position of the document in the file.
-        document: usize,
-        kind: String,
-        name: String,
-        /// Field path inside the document, such as `spec.ingress[0].ports[1].endPort`.
-        path: String,
-        message: String,
-    },
+    #[error("{0}")]
+    Invalid(Box<InvalidField>),
+}
+
+/// Where an invalid field is and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: document {document} ({kind} {name}): {path}: {message}")]
+pub struct InvalidField {
+    pub file: String,
+    /// 1-based position of the document in the file.
+    pub document: usize,
+    pub kind: String,
+    pub name: String,
+    /// Field path inside the document, such as `spec.ingress[0].ports[1].endPort`.
+    pub path: String,
+    pub message: String,
 }
 
 /// An invalid field, before the parser adds the file and document it came from.

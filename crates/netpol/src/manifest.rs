@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::dialect::{anp::AdminPolicy, cilium::CiliumPolicy, k8s::NetworkPolicy, ObjectMeta};
-use crate::error::{Error, FieldError};
+use crate::error::{Error, FieldError, InvalidField};
 use crate::model::{ContainerPort, Inventory, Namespace, Pod, WorkloadRef};
 use crate::policy::Policy;
 use crate::ports::Protocol;
@@ -92,13 +92,15 @@ impl Bundle {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let invalid = |e: FieldError| Error::Invalid {
-            file: file.to_string(),
-            document,
-            kind: kind.clone(),
-            name: name.clone(),
-            path: format!("{prefix}{}", e.path),
-            message: e.message,
+        let invalid = |e: FieldError| {
+            Error::Invalid(Box::new(InvalidField {
+                file: file.to_string(),
+                document,
+                kind: kind.clone(),
+                name: name.clone(),
+                path: format!("{prefix}{}", e.path),
+                message: e.message,
+            }))
         };
         if !obj.is_object() {
             return Err(invalid(FieldError::new(

@@ -107,31 +107,16 @@ impl NetworkPolicy {
         }
         let ingress = spec.ingress.as_deref().unwrap_or_default();
         let egress = spec.egress.as_deref().unwrap_or_default();
-        let compile_dir = |rules: Vec<(Option<&Vec<NpPeer>>, Option<&Vec<NpPort>>)>,
-                           field: &str| {
-            rules
-                .into_iter()
-                .enumerate()
-                .map(|(i, (peers, ports))| {
-                    let path = format!("spec.{field}[{i}]");
-                    compile_rule(&ns, peers, ports, field, &path, i)
-                })
-                .collect::<Result<Vec<_>, _>>()
-        };
-        let ingress_rules = compile_dir(
-            ingress
-                .iter()
-                .map(|r| (r.from.as_ref(), r.ports.as_ref()))
-                .collect(),
-            "ingress",
-        )?;
-        let egress_rules = compile_dir(
-            egress
-                .iter()
-                .map(|r| (r.to.as_ref(), r.ports.as_ref()))
-                .collect(),
-            "egress",
-        )?;
+        let ingress_rules = ingress
+            .iter()
+            .enumerate()
+            .map(|(i, r)| compile_rule(&ns, r.from.as_ref(), r.ports.as_ref(), "ingress", i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let egress_rules = egress
+            .iter()
+            .enumerate()
+            .map(|(i, r)| compile_rule(&ns, r.to.as_ref(), r.ports.as_ref(), "egress", i))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Policy {
             id: PolicyRef {
                 kind: PolicyKind::NetworkPolicy,
@@ -162,9 +147,9 @@ fn compile_rule(
     peers: Option<&Vec<NpPeer>>,
     ports: Option<&Vec<NpPort>>,
     field: &str,
-    path: &str,
     index: usize,
 ) -> Result<Rule, FieldError> {
+    let path = format!("spec.{field}[{index}]");
     let peer_field = if field == "ingress" { "from" } else { "to" };
     let peers = match peers {
         None => vec![Peer::Any],
