@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap;
 use crate::cidr::{Atoms, IpBlock};
 use crate::dialect::cilium::NAMESPACE_KEY;
 use crate::explain::{Decision, DirTrace, Hit};
-use crate::model::{ContainerPort, Inventory};
+use crate::model::{ContainerPort, Inventory, Namespace};
 use crate::policy::*;
 use crate::ports::{PortSet, Protocol};
 use crate::selector::Labels;
@@ -56,6 +56,7 @@ struct Identity {
 /// A rule with its peers resolved.
 #[derive(Debug)]
 struct CRule {
+    action: Action,
     peers: Vec<CPeer>,
     /// Precomputed when the rule names no named port.
     ports: Option<PortSet>,
@@ -72,6 +73,7 @@ enum CPeer {
 
 #[derive(Debug, Default)]
 struct CDirection {
+    isolates: bool,
     rules: Vec<CRule>,
 }
 
@@ -94,6 +96,8 @@ pub struct Engine {
     identities: Vec<Identity>,
     pod_identity: Vec<u32>,
     selectors: Vec<Vec<u64>>,
+    /// Identities of each namespace, so selectors only look where they can match.
+    ns_members: HashMap<String, Vec<u32>>,
     /// Per identity, per direction: policy indices in evaluation order.
     by_subject: Vec<[Vec<u32>; 2]>,
     atoms: Atoms,
@@ -147,12 +151,20 @@ impl Engine {
             identities,
             pod_identity,
             selectors: Vec::new(),
+            ns_members: HashMap::new(),
             by_subject: Vec::new(),
             atoms,
             ip_index,
             options,
         };
         engine.by_subject = vec![[Vec::new(), Vec::new()]; engine.identities.len()];
+        for (i, ident) in engine.identities.iter().enumerate() {
+            engine
+                .ns_members
+                .entry(ident.namespace.clone())
+                .or_default()
+                .push(i as u32);
+        }
         let mut cache: HashMap<PodSelector, u32> = HashMap::new();
         for (p, policy) in policies.iter().enumerate() {
             let subject = engine.selector_id(&policy.subject, &mut cache);
@@ -161,14 +173,18 @@ impl Engine {
                 let Some(rules) = policy.direction(dir) else {
                     continue;
                 };
+                dirs[dir_index(dir)].isolates = rules.isolates;
                 dirs[dir_index(dir)].rules = rules
                     .rules
                     .iter()
                     .map(|r| engine.compile_rule(r, &mut cache))
                     .collect();
-                for id in 0..engine.identities.len() as u32 {
-                    if bit_test(&engine.selectors[subject as usize], id) {
-                        engine.by_subject[id as usize][dir_index(dir)].push(p as u32);
+                for (w, &word) in engine.selectors[subject as usize].iter().enumerate() {
+                    let mut bits = word;
+                    while bits != 0 {
+                        let id = w * 64 + bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        engine.by_subject[id][dir_index(dir)].push(p as u32);
                     }
                 }
             }
@@ -225,9 +241,14 @@ impl Engine {
             return id;
         }
         let mut bits = vec![0u64; self.identities.len().div_ceil(64)];
-        for (i, ident) in self.identities.iter().enumerate() {
-            if self.selects(sel, ident) {
-                bits[i / 64] |= 1 << (i % 64);
+        for (ns, members) in &self.ns_members {
+            if !self.namespace_in_scope(&sel.namespaces, ns) {
+                continue;
+            }
+            for &i in members {
+                if self.pod_selected(sel, &self.identities[i as usize]) {
+                    bits[i as usize / 64] |= 1 << (i % 64);
+                }
             }
         }
         let id = self.selectors.len() as u32;
@@ -236,23 +257,24 @@ impl Engine {
         id
     }
 
-    fn selects(&self, sel: &PodSelector, ident: &Identity) -> bool {
+    fn namespace_in_scope(&self, scope: &NamespaceScope, ns: &str) -> bool {
+        match scope {
+            NamespaceScope::Exact(name) => name == ns,
+            NamespaceScope::Any => true,
+            NamespaceScope::Selector(s) => match self.inventory.namespaces.get(ns) {
+                Some(n) => s.matches(&n.labels),
+                None => s.matches(&Namespace::implicit(ns).labels),
+            },
+        }
+    }
+
+    /// Whether the pod part of a selector matches (its namespace is already in scope).
+    fn pod_selected(&self, sel: &PodSelector, ident: &Identity) -> bool {
         let ns_labels = self
             .inventory
             .namespaces
             .get(&ident.namespace)
             .map(|n| &n.labels);
-        let in_scope = match &sel.namespaces {
-            NamespaceScope::Exact(ns) => *ns == ident.namespace,
-            NamespaceScope::Any => true,
-            NamespaceScope::Selector(s) => {
-                let empty = Labels::new();
-                s.matches(ns_labels.unwrap_or(&empty))
-            }
-        };
-        if !in_scope {
-            return false;
-        }
         match sel.flavor {
             SelectorFlavor::Kubernetes => sel.pods.matches(&ident.labels),
             SelectorFlavor::Cilium => sel.pods.matches_with(|key| {
@@ -298,7 +320,11 @@ impl Engine {
             ),
             Some(_) => None,
         };
-        CRule { peers, ports }
+        CRule {
+            action: rule.action,
+            peers,
+            ports,
+        }
     }
 
     fn remote(&self, ep: &Endpoint) -> Remote {
@@ -414,13 +440,20 @@ impl Engine {
         pending.insert_all(&passed);
         // Namespaced tier: deny rules win, allow rules add up, any isolating policy isolates.
         if !pending.is_empty() && !namespaced.is_empty() {
+            let isolated = namespaced
+                .iter()
+                .any(|&p| self.compiled[p as usize][d].isolates);
+            let tracing = trace.is_some();
             let mut allow = PortSet::none();
             let mut deny = PortSet::none();
-            let mut isolated = false;
             for &p in &namespaced {
                 let p = p as usize;
-                isolated |= self.policies[p].direction(dir).is_some_and(|r| r.isolates);
-                for (r, crule) in self.compiled[p][d].rules.iter().enumerate() {
+                let cdir = &self.compiled[p][d];
+                for (r, crule) in cdir.rules.iter().enumerate() {
+                    // Allow rules only matter when something isolates (or to explain).
+                    if crule.action != Action::Deny && !isolated && !tracing {
+                        continue;
+                    }
                     if !crule
                         .peers
                         .iter()
@@ -428,13 +461,13 @@ impl Engine {
                     {
                         continue;
                     }
-                    let ports = self.rule_ports(p, dir, r, crule, dst);
-                    let hit = ports.intersection(&pending);
+                    let hit = self
+                        .rule_ports(p, dir, r, crule, dst)
+                        .intersection(&pending);
                     if hit.is_empty() {
                         continue;
                     }
-                    let action = self.policies[p].direction(dir).expect("compiled").rules[r].action;
-                    match action {
+                    match crule.action {
                         Action::Deny => deny.insert_all(&hit),
                         _ => allow.insert_all(&hit),
                     }
@@ -442,16 +475,14 @@ impl Engine {
                         t.hits.push(Hit {
                             policy: p,
                             rule: r,
-                            action,
+                            action: crule.action,
                             ports: hit,
                         });
                     }
                 }
-                if isolated {
-                    if let Some(t) = trace.as_deref_mut() {
-                        if self.policies[p].direction(dir).is_some_and(|r| r.isolates) {
-                            t.isolated_by.push(p);
-                        }
+                if let Some(t) = trace.as_deref_mut() {
+                    if cdir.isolates {
+                        t.isolated_by.push(p);
                     }
                 }
             }
@@ -510,7 +541,7 @@ impl Engine {
                 continue;
             }
             *pending = pending.difference(&hit);
-            let action = self.policies[p].direction(dir).expect("compiled").rules[r].action;
+            let action = crule.action;
             match action {
                 Action::Allow => allowed.insert_all(&hit),
                 Action::Pass => passed.insert_all(&hit),
@@ -559,6 +590,9 @@ impl Engine {
             );
         }
         let (mut in_allowed, mut in_default) = (query.clone(), query.clone());
+        if eg_allowed.is_empty() {
+            return (PortSet::none(), PortSet::none());
+        }
         if let Some(d) = dst_identity {
             let remote = self.remote(src);
             let t = traces.map(|t| &mut t[0]);

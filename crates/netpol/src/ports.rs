@@ -3,6 +3,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 /// A transport protocol a policy can name. ICMP "ports" are ICMP types (Cilium `icmps`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -67,10 +68,11 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// A sorted set of disjoint, non-adjacent inclusive ranges of `u16`.
+/// A sorted set of disjoint, non-adjacent inclusive ranges of `u16`. Small sets (the
+/// common case) live inline, so set algebra on hot paths does not allocate.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct RangeSet {
-    ranges: Vec<(u16, u16)>,
+    ranges: SmallVec<[(u16, u16); 3]>,
 }
 
 impl RangeSet {
@@ -83,9 +85,9 @@ impl RangeSet {
         if lo > hi {
             Self::new()
         } else {
-            RangeSet {
-                ranges: vec![(lo, hi)],
-            }
+            let mut ranges = SmallVec::new();
+            ranges.push((lo, hi));
+            RangeSet { ranges }
         }
     }
 
@@ -114,13 +116,36 @@ impl RangeSet {
     }
 
     pub fn union(&self, other: &RangeSet) -> RangeSet {
-        let mut all: Vec<(u16, u16)> = self.ranges.iter().chain(&other.ranges).copied().collect();
-        all.sort_unstable();
-        let mut out: Vec<(u16, u16)> = Vec::with_capacity(all.len());
-        for (lo, hi) in all {
+        if other.ranges.is_empty() {
+            return self.clone();
+        }
+        if self.ranges.is_empty() {
+            return other.clone();
+        }
+        // Merge the two sorted lists, joining overlapping or adjacent ranges.
+        let mut out: SmallVec<[(u16, u16); 3]> = SmallVec::new();
+        let (mut i, mut j) = (0, 0);
+        while i < self.ranges.len() || j < other.ranges.len() {
+            let next = match (self.ranges.get(i), other.ranges.get(j)) {
+                (Some(&a), Some(&b)) if a <= b => {
+                    i += 1;
+                    a
+                }
+                (_, Some(&b)) => {
+                    j += 1;
+                    b
+                }
+                (Some(&a), None) => {
+                    i += 1;
+                    a
+                }
+                (None, None) => break,
+            };
             match out.last_mut() {
-                Some(last) if u32::from(lo) <= u32::from(last.1) + 1 => last.1 = last.1.max(hi),
-                _ => out.push((lo, hi)),
+                Some(last) if u32::from(next.0) <= u32::from(last.1) + 1 => {
+                    last.1 = last.1.max(next.1)
+                }
+                _ => out.push(next),
             }
         }
         RangeSet { ranges: out }
@@ -128,7 +153,7 @@ impl RangeSet {
 
     pub fn intersection(&self, other: &RangeSet) -> RangeSet {
         let (mut i, mut j) = (0, 0);
-        let mut out = Vec::new();
+        let mut out = SmallVec::new();
         while i < self.ranges.len() && j < other.ranges.len() {
             let (a_lo, a_hi) = self.ranges[i];
             let (b_lo, b_hi) = other.ranges[j];
@@ -147,7 +172,10 @@ impl RangeSet {
     }
 
     pub fn difference(&self, other: &RangeSet) -> RangeSet {
-        let mut out = Vec::new();
+        if other.ranges.is_empty() || self.ranges.is_empty() {
+            return self.clone();
+        }
+        let mut out = SmallVec::new();
         let mut j = 0;
         for &(lo, hi) in &self.ranges {
             let mut cur = u32::from(lo);
