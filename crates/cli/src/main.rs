@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod kyverno_cmd;
 mod netpol_cmd;
 mod output;
 
@@ -24,6 +25,9 @@ enum Command {
     /// Run conformance corpora.
     #[command(subcommand)]
     Conformance(ConformanceCommand),
+    /// Kyverno policies: run Kyverno CLI tests, apply policies to resources.
+    #[command(subcommand)]
+    Kyverno(kyverno_cmd::KyvernoCommand),
 }
 
 #[derive(Subcommand)]
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => netpol_cmd::eval(args),
         Command::Connectivity(args) => netpol_cmd::connectivity(args),
         Command::Conformance(ConformanceCommand::Netpol(args)) => netpol_cmd::conformance(args),
+        Command::Kyverno(cmd) => kyverno_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,494 @@
+//! Kyverno CLI `test` semantics: loading `kyverno-test.yaml` (cli.kyverno.io/v1alpha1 `Test`)
+//! with its values file, evaluating, and scoring expected results the way the CLI does.
+//!
+//! Scoring rules (the CLI's behaviour):
+//! - an expected result's `rule` selects responses of a rule named R, `autogen-R` or
+//!   `autogen-cronjob-R`; without `rule`, every rule of the policy;
+//! - resources are selected by name, or `namespace/name`; the expected `kind` is not used;
+//! - when no rule response exists for the resource, the result counts as passed;
+//! - otherwise every selected response must have the expected status.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::engine::{CompiledPolicy, Request, RuleResponse, RuleStatus};
+use crate::error::{Error, Result};
+use crate::model::Policy;
+
+/// One expected result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Expected {
+    /// Policy name.
+    pub policy: String,
+    /// Rule name (absent: every rule of the policy).
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// Resource name or `namespace/name`.
+    pub resource: String,
+    /// Resource kind (informational; not used to select).
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Namespace (informational).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Expected status.
+    pub result: RuleStatus,
+}
+
+/// A test with everything inline: the corpus case format (`cases/*.json`), also what a
+/// `kyverno-test.yaml` is turned into.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Case {
+    /// Where the test came from.
+    #[serde(default)]
+    pub source: String,
+    /// Policy documents.
+    #[serde(default)]
+    pub policies: Vec<Value>,
+    /// Resource documents.
+    #[serde(default)]
+    pub resources: Vec<Value>,
+    /// The values file (cli.kyverno.io/v1alpha1 `Values`), if any.
+    #[serde(default)]
+    pub variables: Option<Value>,
+    /// Expected results.
+    #[serde(default)]
+    pub expected: Vec<Expected>,
+}
+
+/// The verdict on one expected result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What was expected.
+    pub expected: Expected,
+    /// The rule responses compared (`rule`, status, message).
+    pub actual: Vec<RuleResponse>,
+    /// Whether the expectation held.
+    pub passed: bool,
+}
+
+/// The outcome of running one test.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The test's source.
+    pub source: String,
+    /// One check per expected result, in order.
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// Number of expected results that held.
+    pub fn passed(&self) -> usize {
+        self.checks.iter().filter(|c| c.passed).count()
+    }
+    /// Number that did not.
+    pub fn failed(&self) -> usize {
+        self.checks.len() - self.passed()
+    }
+}
+
+/// Parsed values file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Values {
+    #[serde(default)]
+    policies: Vec<PolicyValues>,
+    #[serde(default)]
+    global_values: Map<String, Value>,
+    #[serde(default)]
+    namespace_selector: Vec<NamespaceLabels>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct PolicyValues {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    rules: Vec<NamedValues>,
+    #[serde(default)]
+    resources: Vec<NamedValues>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct NamedValues {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    values: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct NamespaceLabels {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+fn text(v: &Value, path: &[&str]) -> String {
+    let mut cur = v;
+    for p in path {
+        match cur.get(p) {
+            Some(x) => cur = x,
+            None => return String::new(),
+        }
+    }
+    cur.as_str().unwrap_or("").to_string()
+}
+
+/// Whether an expected result's rule selects a response's rule.
+pub fn rule_selected(expected: Option<&str>, actual: &str) -> bool {
+    match expected {
+        None => true,
+        Some(r) => {
+            actual == r
+                || actual.strip_prefix("autogen-") == Some(r)
+                || actual.strip_prefix("autogen-cronjob-") == Some(r)
+        }
+    }
+}
+
+fn resource_selected(expected: &str, resource: &Value) -> bool {
+    let name = text(resource, &["metadata", "name"]);
+    match expected.split_once('/') {
+        Some((ns, n)) => n == name && ns == text(resource, &["metadata", "namespace"]),
+        None => expected == name,
+    }
+}
+
+/// Runs a case: evaluates every policy on every resource and scores the expected results.
+pub fn run_case(case: &Case) -> Result<Report> {
+    let origin = if case.source.is_empty() {
+        "test"
+    } else {
+        case.source.as_str()
+    };
+    let policies: Vec<CompiledPolicy> = case
+        .policies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Policy::from_value(p, &format!("{origin}: policies[{i}]")).map(CompiledPolicy::new)
+        })
+        .collect::<Result<_>>()?;
+    let values: Values = match &case.variables {
+        Some(v) => serde_path_to_error::deserialize(v).map_err(|e| Error::Invalid {
+            origin: origin.to_string(),
+            what: "values",
+            field: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?,
+        None => Values::default(),
+    };
+    // responses[(policy index, resource index)]
+    let mut responses: BTreeMap<(usize, usize), Vec<RuleResponse>> = BTreeMap::new();
+    for (pi, policy) in policies.iter().enumerate() {
+        for (ri, resource) in case.resources.iter().enumerate() {
+            let request = request_for(&values, policy.name(), resource);
+            responses.insert((pi, ri), policy.evaluate(resource, &request));
+        }
+    }
+    let checks = case
+        .expected
+        .iter()
+        .map(|exp| {
+            let mut actual = Vec::new();
+            for (pi, policy) in policies.iter().enumerate() {
+                if policy.name() != exp.policy {
+                    continue;
+                }
+                for (ri, resource) in case.resources.iter().enumerate() {
+                    if !resource_selected(&exp.resource, resource) {
+                        continue;
+                    }
+                    let found = responses.get(&(pi, ri)).into_iter().flatten();
+                    actual.extend(
+                        found
+                            .filter(|r| rule_selected(exp.rule.as_deref(), &r.rule))
+                            .cloned(),
+                    );
+                }
+            }
+            let passed = actual.iter().all(|r| r.status == exp.result);
+            Check {
+                expected: exp.clone(),
+                actual,
+                passed,
+            }
+        })
+        .collect();
+    Ok(Report {
+        source: case.source.clone(),
+        checks,
+    })
+}
+
+fn request_for(values: &Values, policy: &str, resource: &Value) -> Request {
+    let mut req = Request::default();
+    for (k, v) in &values.global_values {
+        req.values.insert(k.clone(), v.clone());
+    }
+    let name = text(resource, &["metadata", "name"]);
+    for pv in values.policies.iter().filter(|p| p.name == policy) {
+        for rv in &pv.rules {
+            for (k, v) in &rv.values {
+                req.values.insert(k.clone(), v.clone());
+            }
+        }
+        for rv in pv.resources.iter().filter(|r| r.name == name) {
+            for (k, v) in &rv.values {
+                req.values.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if let Some(op) = req.values.get("request.operation").and_then(Value::as_str) {
+        req.operation = op.to_string();
+    }
+    let ns = text(resource, &["metadata", "namespace"]);
+    if let Some(n) = values.namespace_selector.iter().find(|n| n.name == ns) {
+        req.namespace_labels = n.labels.clone();
+    }
+    req
+}
+
+/// Reads every YAML/JSON document of a file (multi-document YAML; `kind: List` flattened).
+pub fn read_documents(path: &Path) -> Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_documents(&text, &path.display().to_string())
+}
+
+/// Parses every document of a YAML/JSON text; `origin` names it in errors.
+pub fn parse_documents(text: &str, origin: &str) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for doc in yaml_serde::Deserializer::from_str(text) {
+        let value = Value::deserialize(doc).map_err(|e| Error::Syntax {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        match value {
+            Value::Null => {}
+            Value::Object(ref m) if m.get("kind").and_then(Value::as_str) == Some("List") => {
+                if let Some(items) = m.get("items").and_then(Value::as_array) {
+                    out.extend(items.iter().cloned());
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
+/// Reads policies from files, reporting a bad policy with its file and field.
+pub fn read_policies(paths: &[PathBuf]) -> Result<Vec<CompiledPolicy>> {
+    let mut out = Vec::new();
+    for path in paths {
+        for (i, doc) in read_documents(path)?.iter().enumerate() {
+            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+            if kind != "ClusterPolicy" && kind != "Policy" {
+                continue;
+            }
+            let origin = format!("{} (document {})", path.display(), i + 1);
+            out.push(CompiledPolicy::new(Policy::from_value(doc, &origin)?));
+        }
+    }
+    Ok(out)
+}
+
+/// The `kyverno-test.yaml` document.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TestDoc {
+    #[serde(default)]
+    policies: Vec<String>,
+    #[serde(default)]
+    resources: Vec<String>,
+    #[serde(default)]
+    variables: Option<String>,
+    #[serde(default)]
+    values: Option<Value>,
+    #[serde(default)]
+    results: Vec<TestResult>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TestResult {
+    policy: String,
+    #[serde(default)]
+    rule: Option<String>,
+    #[serde(default)]
+    resource: Option<String>,
+    #[serde(default)]
+    resources: Vec<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    result: Option<RuleStatus>,
+    #[serde(default)]
+    status: Option<RuleStatus>,
+}
+
+/// Loads a `kyverno-test.yaml` with the files it names into a [`Case`].
+pub fn load_test_file(path: &Path) -> Result<Case> {
+    let origin = path.display().to_string();
+    let docs = read_documents(path)?;
+    let doc = docs.into_iter().next().ok_or_else(|| Error::Test {
+        origin: origin.clone(),
+        message: "empty test file".into(),
+    })?;
+    let test: TestDoc = serde_path_to_error::deserialize(&doc).map_err(|e| Error::Invalid {
+        origin: origin.clone(),
+        what: "test",
+        field: e.path().to_string(),
+        message: e.inner().to_string(),
+    })?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut case = Case {
+        source: origin.clone(),
+        ..Case::default()
+    };
+    for p in &test.policies {
+        case.policies
+            .extend(read_documents(&dir.join(p))?.into_iter().filter(|d| {
+                matches!(
+                    d.get("kind").and_then(Value::as_str),
+                    Some("ClusterPolicy" | "Policy")
+                )
+            }));
+    }
+    for r in &test.resources {
+        case.resources.extend(read_documents(&dir.join(r))?);
+    }
+    case.variables = match (&test.variables, &test.values) {
+        (Some(v), _) => read_documents(&dir.join(v))?.into_iter().next(),
+        (None, Some(v)) => Some(v.clone()),
+        (None, None) => None,
+    };
+    for (i, r) in test.results.iter().enumerate() {
+        let result = r.result.or(r.status).ok_or_else(|| Error::Invalid {
+            origin: origin.clone(),
+            what: "test",
+            field: format!("results[{i}].result"),
+            message: "missing result".into(),
+        })?;
+        let names: Vec<String> = r
+            .resource
+            .iter()
+            .cloned()
+            .chain(r.resources.iter().cloned())
+            .collect();
+        for name in names {
+            case.expected.push(Expected {
+                policy: r.policy.clone(),
+                rule: r.rule.clone(),
+                resource: name,
+                kind: r.kind.clone(),
+                namespace: r.namespace.clone(),
+                result,
+            });
+        }
+    }
+    Ok(case)
+}
+
+/// Finds every `kyverno-test.yaml` under a directory (sorted).
+pub fn find_test_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|source| Error::Io {
+            path: d.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().and_then(|n| n.to_str()) == Some("kyverno-test.yaml") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn case(expected: Vec<Expected>) -> Case {
+        Case {
+            source: "unit".into(),
+            policies: vec![json!({
+                "apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "p"},
+                "spec": {"rules": [{"name": "r", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                                    "validate": {"pattern": {"spec": {"=(hostNetwork)": false}}}}]}
+            })],
+            resources: vec![
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bad"}, "spec": {"hostNetwork": true}}),
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "dep"},
+                       "spec": {"template": {"spec": {"hostNetwork": true}}}}),
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc"}}),
+            ],
+            variables: None,
+            expected,
+        }
+    }
+
+    fn exp(resource: &str, result: RuleStatus) -> Expected {
+        Expected {
+            policy: "p".into(),
+            rule: Some("r".into()),
+            resource: resource.into(),
+            kind: None,
+            namespace: None,
+            result,
+        }
+    }
+
+    #[test]
+    fn scores_like_the_cli() {
+        let report = run_case(&case(vec![
+            exp("bad", RuleStatus::Fail),
+            exp("bad", RuleStatus::Pass),
+            exp("dep", RuleStatus::Fail),
+            // nothing applies to the Service: counted as passed whatever was expected
+            exp("svc", RuleStatus::Fail),
+        ]))
+        .unwrap();
+        let verdicts: Vec<bool> = report.checks.iter().map(|c| c.passed).collect();
+        assert_eq!(verdicts, [true, false, true, true]);
+        assert_eq!(report.passed(), 3);
+    }
+
+    #[test]
+    fn rule_names_with_autogen_prefixes() {
+        assert!(rule_selected(Some("r"), "autogen-r"));
+        assert!(rule_selected(Some("r"), "autogen-cronjob-r"));
+        assert!(!rule_selected(Some("r"), "autogen-x"));
+        assert!(rule_selected(None, "anything"));
+    }
+
+    #[test]
+    fn bad_policy_names_the_field() {
+        let mut c = case(vec![]);
+        c.policies[0]["spec"]["rules"][0]["preconditions"] =
+            json!({"all": [{"key": "a", "operator": "Bogus", "value": "b"}]});
+        let err = run_case(&c).unwrap_err().to_string();
+        assert!(
+            err.contains("unit: policies[0]") && err.contains("spec.rules[0].preconditions"),
+            "{err}"
+        );
+    }
+}
