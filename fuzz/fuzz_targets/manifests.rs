@@ -9,6 +9,6 @@ fuzz_target!(|data: &[u8]| {
     let mut bundle = Bundle::default();
     if bundle.load_str(&text, "fuzz.yaml").is_ok() {
         let engine = Engine::new(bundle.inventory, bundle.policies, Options::default());
-        let _ = netpol::connectivity::analyze(&engine, |_, _| {});
+        netpol::connectivity::analyze(&engine, |_, _| {}, |_, _, _| {});
     }
 });

@@ -127,14 +127,28 @@ pub struct ConnectivityArgs {
 pub fn connectivity(args: ConnectivityArgs) -> anyhow::Result<ExitCode> {
     let engine = args.source.engine()?;
     let tty = std::io::stderr().is_terminal();
-    let conns = connectivity::analyze(&engine, |done, total| {
-        if tty && total > 50 && (done % 25 == 0 || done == total) {
-            eprint!("\ranalyzing workloads: {done}/{total}");
-            if done == total {
-                eprintln!();
+    let mut conns: Vec<Connection> = Vec::new();
+    let keep_all = args.all || args.output == Format::Matrix;
+    connectivity::analyze(
+        &engine,
+        |done, total| {
+            if tty && total > 50 && (done % 25 == 0 || done == total) {
+                eprint!("\ranalyzing workloads: {done}/{total}");
+                if done == total {
+                    eprintln!();
+                }
             }
-        }
-    });
+        },
+        |src, dst, ports| {
+            if keep_all || !ports.is_empty() {
+                conns.push(Connection {
+                    src: src.clone(),
+                    dst: dst.clone(),
+                    ports: ports.clone(),
+                });
+            }
+        },
+    );
     let shown: Vec<&Connection> = conns
         .iter()
         .filter(|c| args.all || !c.ports.is_empty())

@@ -160,7 +160,15 @@ fn connectivity(c: &mut Criterion) {
     let mut g = c.benchmark_group("connectivity");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     g.bench_function("1000_workloads", |b| {
-        b.iter(|| black_box(netpol::connectivity::analyze(&engine, |_, _| {})))
+        b.iter(|| {
+            let mut open = 0usize;
+            netpol::connectivity::analyze(
+                &engine,
+                |_, _| {},
+                |_, _, ports| open += usize::from(!ports.is_empty()),
+            );
+            black_box(open)
+        })
     });
     g.finish();
 }

@@ -1,7 +1,7 @@
 //! Connectivity analysis: the allowed port set between every ordered pair of workloads,
 //! and between each workload and the external address ranges policies tell apart.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -43,35 +43,33 @@ pub struct Connection {
     pub ports: PortSet,
 }
 
-/// Every ordered pair (workloads and external ranges), including pairs with no
-/// connection. Pods of one workload count as one peer, represented by its first pod.
-pub fn analyze(engine: &Engine, mut progress: impl FnMut(usize, usize)) -> Vec<Connection> {
+/// Calls `sink` for every ordered pair (workloads and external ranges), including pairs
+/// with no connection, without keeping them: memory does not grow with the number of
+/// pairs. Pods of one workload count as one peer, represented by its first pod.
+pub fn analyze(
+    engine: &Engine,
+    mut progress: impl FnMut(usize, usize),
+    mut sink: impl FnMut(&Peer, &Peer, &PortSet),
+) {
     let mut workloads: BTreeMap<&WorkloadRef, usize> = BTreeMap::new();
     for (i, pod) in engine.inventory().pods.iter().enumerate() {
         workloads.entry(&pod.workload).or_insert(i);
     }
-    let workloads: Vec<(&WorkloadRef, usize)> = workloads.into_iter().collect();
-    let mut out = Vec::new();
-    let mut cache: HashMap<(u32, u32), PortSet> = HashMap::new();
-    for (n, &(src_w, src)) in workloads.iter().enumerate() {
+    let workloads: Vec<(Peer, usize)> = workloads
+        .into_iter()
+        .map(|(w, pod)| (Peer::Workload(w.clone()), pod))
+        .collect();
+    for (n, (src_w, src)) in workloads.iter().enumerate() {
         progress(n, workloads.len());
-        let src_ep = Endpoint::Pod(src);
-        let src_key = engine.identity_key(&src_ep);
-        for &(dst_w, dst) in &workloads {
-            if src_w == dst_w {
-                continue;
+        let src_ep = Endpoint::Pod(*src);
+        for (dst_w, dst) in &workloads {
+            if src_w != dst_w {
+                sink(
+                    src_w,
+                    dst_w,
+                    &engine.allowed_ports(&src_ep, &Endpoint::Pod(*dst)),
+                );
             }
-            let dst_ep = Endpoint::Pod(dst);
-            let key = (src_key, engine.identity_key(&dst_ep));
-            let ports = cache
-                .entry(key)
-                .or_insert_with(|| engine.allowed_ports(&src_ep, &dst_ep))
-                .clone();
-            out.push(Connection {
-                src: Peer::Workload(src_w.clone()),
-                dst: Peer::Workload(dst_w.clone()),
-                ports,
-            });
         }
     }
     progress(workloads.len(), workloads.len());
@@ -82,9 +80,17 @@ pub fn analyze(engine: &Engine, mut progress: impl FnMut(usize, usize)) -> Vec<C
     } else {
         atoms.v4_len()
     };
-    for &(w, pod) in &workloads {
-        let pod_ep = Endpoint::Pod(pod);
+    for (w, pod) in &workloads {
+        let pod_ep = Endpoint::Pod(*pod);
         for outbound in [true, false] {
+            let mut emit = |range: IpRange, ports: &PortSet| {
+                let ext = Peer::External(range);
+                if outbound {
+                    sink(w, &ext, ports)
+                } else {
+                    sink(&ext, w, ports)
+                }
+            };
             let mut current: Option<(IpRange, PortSet)> = None;
             for atom in 0..families {
                 let range = atoms.range(atom);
@@ -105,30 +111,17 @@ pub fn analyze(engine: &Engine, mut progress: impl FnMut(usize, usize)) -> Vec<C
                         ))
                     }
                     Some((r, p)) => {
-                        push_external(&mut out, w, r, p, outbound);
+                        emit(r, &p);
                         Some((range, ports))
                     }
                     None => Some((range, ports)),
                 };
             }
             if let Some((r, p)) = current {
-                push_external(&mut out, w, r, p, outbound);
+                emit(r, &p);
             }
         }
     }
-    out
-}
-
-fn push_external(
-    out: &mut Vec<Connection>,
-    w: &WorkloadRef,
-    range: IpRange,
-    ports: PortSet,
-    outbound: bool,
-) {
-    let (ext, wl) = (Peer::External(range), Peer::Workload(w.clone()));
-    let (src, dst) = if outbound { (wl, ext) } else { (ext, wl) };
-    out.push(Connection { src, dst, ports });
 }
 
 /// The allowed ports between a pod and every address of `range`, if they are the same

@@ -36,6 +36,22 @@ pub(crate) fn port_number(value: i64, path: &str) -> Result<u16, FieldError> {
         .ok_or_else(|| FieldError::new(path, format!("port {value} is outside 1-65535")))
 }
 
+/// Checks `port` and an optional `endPort` (inclusive, not below `port`).
+pub(crate) fn port_range(port: i64, end_port: Option<i64>) -> Result<(u16, u16), FieldError> {
+    let first = port_number(port, "port")?;
+    let Some(end) = end_port else {
+        return Ok((first, first));
+    };
+    let last = port_number(end, "endPort")?;
+    if last < first {
+        return Err(FieldError::new(
+            "endPort",
+            format!("endPort {last} is below port {first}"),
+        ));
+    }
+    Ok((first, last))
+}
+
 /// Validates a selector and prefixes its error path.
 pub(crate) fn check_selector(
     sel: &crate::selector::LabelSelector,

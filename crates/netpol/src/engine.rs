@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 
 use crate::cidr::{Atoms, IpBlock};
 use crate::dialect::cilium::NAMESPACE_KEY;
-use crate::explain::{Decision, DirTrace, Hit};
+use crate::explain::{Decision, DirTrace};
 use crate::model::{ContainerPort, Inventory, Namespace};
 use crate::policy::*;
 use crate::ports::{PortSet, Protocol};
@@ -471,14 +471,7 @@ impl Engine {
                         Action::Deny => deny.insert_all(&hit),
                         _ => allow.insert_all(&hit),
                     }
-                    if let Some(t) = trace.as_deref_mut() {
-                        t.hits.push(Hit {
-                            policy: p,
-                            rule: r,
-                            action: crule.action,
-                            ports: hit,
-                        });
-                    }
+                    DirTrace::record(trace.as_deref_mut(), p, r, crule.action, hit);
                 }
                 if let Some(t) = trace.as_deref_mut() {
                     if cdir.isolates {
@@ -547,14 +540,7 @@ impl Engine {
                 Action::Pass => passed.insert_all(&hit),
                 Action::Deny => {}
             }
-            if let Some(t) = trace.as_deref_mut() {
-                t.hits.push(Hit {
-                    policy: p,
-                    rule: r,
-                    action,
-                    ports: hit,
-                });
-            }
+            DirTrace::record(trace.as_deref_mut(), p, r, action, hit);
         }
     }
 

@@ -118,6 +118,26 @@ pub(crate) struct DirTrace {
     pub isolated_by: Vec<usize>,
 }
 
+impl DirTrace {
+    /// Records that a rule decided `ports`, when tracing.
+    pub(crate) fn record(
+        trace: Option<&mut DirTrace>,
+        policy: usize,
+        rule: usize,
+        action: Action,
+        ports: PortSet,
+    ) {
+        if let Some(t) = trace {
+            t.hits.push(Hit {
+                policy,
+                rule,
+                action,
+                ports,
+            });
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Hit {
     pub policy: usize,

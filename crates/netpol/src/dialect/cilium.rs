@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 
-use super::{port_number, ObjectMeta};
+use super::ObjectMeta;
 use crate::cidr::IpBlock;
 use crate::error::FieldError;
 use crate::policy::*;
@@ -520,20 +520,8 @@ fn compile_port(p: &PortProtocol) -> Result<PortMatch, FieldError> {
             last: 65535,
         }),
         Some(n) => {
-            let first = port_number(n, "port")?;
-            let last = match p.end_port {
-                None | Some(0) => first,
-                Some(end) => {
-                    let end = port_number(end, "endPort")?;
-                    if end < first {
-                        return Err(FieldError::new(
-                            "endPort",
-                            format!("endPort {end} is below port {first}"),
-                        ));
-                    }
-                    end
-                }
-            };
+            // Cilium writes "no end port" as 0.
+            let (first, last) = super::port_range(n, p.end_port.filter(|&e| e != 0))?;
             Ok(PortMatch::Range {
                 protocol,
                 first,

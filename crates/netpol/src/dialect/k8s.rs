@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{check_selector, port_number, IntOrString, ObjectMeta};
+use super::{check_selector, IntOrString, ObjectMeta};
 use crate::cidr::IpBlock;
 use crate::error::FieldError;
 use crate::policy::*;
@@ -244,20 +244,7 @@ fn compile_port(port: &NpPort) -> Result<PortMatch, FieldError> {
             })
         }
         Some(IntOrString::Int(n)) => {
-            let first = port_number(*n, "port")?;
-            let last = match port.end_port {
-                None => first,
-                Some(end) => {
-                    let end = port_number(end, "endPort")?;
-                    if end < first {
-                        return Err(FieldError::new(
-                            "endPort",
-                            format!("endPort {end} is below port {first}"),
-                        ));
-                    }
-                    end
-                }
-            };
+            let (first, last) = super::port_range(*n, port.end_port)?;
             Ok(PortMatch::Range {
                 protocol: Some(protocol),
                 first,
