@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod kyverno_cmd;
 mod netpol_cmd;
 mod output;
+mod segment_cmd;
 
 /// Policy Hub: know whether your Kubernetes policies actually work.
 #[derive(Parser)]
@@ -22,6 +23,9 @@ enum Command {
     Eval(netpol_cmd::EvalArgs),
     /// Allowed ports between every pair of workloads and external ranges.
     Connectivity(netpol_cmd::ConnectivityArgs),
+    /// Tier segmentation from a service communication matrix.
+    #[command(subcommand)]
+    Segment(segment_cmd::SegmentCommand),
     /// Run conformance corpora.
     #[command(subcommand)]
     Conformance(ConformanceCommand),
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => netpol_cmd::eval(args),
         Command::Connectivity(args) => netpol_cmd::connectivity(args),
         Command::Conformance(ConformanceCommand::Netpol(args)) => netpol_cmd::conformance(args),
+        Command::Segment(cmd) => segment_cmd::run(cmd),
         Command::Kyverno(cmd) => kyverno_cmd::run(cmd),
     };
     match result {
