@@ -43,9 +43,39 @@ pub enum CatalogError {
 struct RawCatalog {
     #[serde(default)]
     namespace: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_names")]
     assume: BTreeMap<String, RawService>,
+    #[serde(deserialize_with = "unique_names")]
     services: BTreeMap<String, RawService>,
+}
+
+/// A map of services that rejects a name given twice (YAML parsers keep the last one).
+fn unique_names<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, RawService>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = BTreeMap<String, RawService>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of service names to services")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((name, service)) = map.next_entry::<String, RawService>()? {
+                if out.contains_key(&name) {
+                    return Err(serde::de::Error::custom(format!(
+                        "duplicate service name {name:?}"
+                    )));
+                }
+                out.insert(name, service);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Visitor)
 }
 
 #[derive(Debug, Default, Deserialize)]
