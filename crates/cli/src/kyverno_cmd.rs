@@ -1,4 +1,5 @@
-//! `policyhub kyverno test` and `policyhub kyverno apply`: the embedded Kyverno evaluator.
+//! `policyhub kyverno test|apply|check` and `policyhub conformance kyverno`: the embedded
+//! Kyverno evaluator. Every policy passes the schema check before it is evaluated.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -7,9 +8,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
+use kyverno::runner::conformance::{find_case_files, Conformance};
 use kyverno::runner::{self, Report};
+use kyverno::schema::{self, SchemaViolation};
 use kyverno::{CompiledPolicy, Request, RuleStatus};
 use serde_json::{json, Value};
+
+use crate::output::render_table;
 
 /// Kyverno policies, evaluated offline.
 #[derive(Subcommand)]
@@ -19,6 +24,30 @@ pub enum KyvernoCommand {
     Test(TestArgs),
     /// Apply policies to resources and print a result per resource and rule.
     Apply(ApplyArgs),
+    /// Check policies against the ClusterPolicy / Policy schema and print every violation
+    /// with its field path (exit 1 if any).
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Policy files or directories (YAML or JSON, multi-document).
+    #[arg(required = true, num_args = 1..)]
+    policies: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ConformanceArgs {
+    /// Case files (`*.json`, ../shared/corpus/kyverno format) or directories of them.
+    #[arg(required = true, num_args = 1..)]
+    paths: Vec<PathBuf>,
+    /// Write a report listing every mismatch with its reason: Markdown when the file name
+    /// ends in `.md`, JSON otherwise.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Exit 1 when fewer than this percentage of expected results hold.
+    #[arg(long, default_value_t = 97.0, value_name = "PERCENT")]
+    min_agreement: f64,
 }
 
 #[derive(Args)]
@@ -55,11 +84,133 @@ pub fn run(cmd: KyvernoCommand) -> anyhow::Result<ExitCode> {
     let code = match cmd {
         KyvernoCommand::Test(args) => test(args, &mut out),
         KyvernoCommand::Apply(args) => apply(args, &mut out),
+        KyvernoCommand::Check(args) => check(args, &mut out),
     }?;
+    emit(&out, code)
+}
+
+/// Writes a command's output to stdout; a closed pipe is not an error.
+fn emit(out: &str, code: ExitCode) -> anyhow::Result<ExitCode> {
     match std::io::stdout().lock().write_all(out.as_bytes()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(code),
     }
+}
+
+/// `policyhub conformance kyverno`: scores corpus case files, prints each mismatch with its
+/// reason, and fails below `--min-agreement`.
+pub fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
+    let mut out = String::new();
+    let code = conformance_to(&args, &mut out)?;
+    emit(&out, code)
+}
+
+fn conformance_to(args: &ConformanceArgs, out: &mut String) -> anyhow::Result<ExitCode> {
+    if !(0.0..=100.0).contains(&args.min_agreement) {
+        anyhow::bail!(
+            "--min-agreement must be a percentage (0 to 100), not {}",
+            args.min_agreement
+        );
+    }
+    let files = find_case_files(&args.paths)?;
+    if files.is_empty() {
+        anyhow::bail!("no case files (*.json) under {:?}", args.paths);
+    }
+    let result = Conformance::run(&files)?;
+    if result.total() == 0 {
+        anyhow::bail!("the case files hold no expected results");
+    }
+    for case in &result.cases {
+        let status = if case.passed == case.total {
+            "ok"
+        } else {
+            "FAIL"
+        };
+        writeln!(
+            out,
+            "{status:4} {} ({} of {} expected results)",
+            case.case, case.passed, case.total
+        )?;
+        for m in result.mismatches.iter().filter(|m| m.case == case.case) {
+            let rule = m.rule.as_deref().unwrap_or("*");
+            writeln!(
+                out,
+                "     {}/{rule} on {}: {}",
+                m.policy, m.resource, m.reason
+            )?;
+        }
+    }
+    if let Some(path) = &args.report {
+        let markdown = path
+            .extension()
+            .is_some_and(|e| e == "md" || e == "markdown");
+        let text = if markdown {
+            result.to_markdown()
+        } else {
+            let mut doc = result.to_json();
+            doc["min_agreement"] = json!(args.min_agreement);
+            serde_json::to_string_pretty(&doc)? + "\n"
+        };
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("report written to {}", path.display());
+    }
+    let agreement = result.agreement();
+    writeln!(
+        out,
+        "agreement {agreement:.2}% (minimum {:.1}%)",
+        args.min_agreement
+    )?;
+    writeln!(out, "{} passed, {} failed", result.passed, result.failed)?;
+    Ok(if agreement < args.min_agreement {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn check(args: CheckArgs, out: &mut String) -> anyhow::Result<ExitCode> {
+    let docs = runner::read_policy_documents(&files_under(&args.policies)?)?;
+    if docs.is_empty() {
+        anyhow::bail!("no ClusterPolicy or Policy found in the policy files");
+    }
+    let (mut invalid, mut total) = (0usize, 0usize);
+    for (origin, doc) in &docs {
+        let violations = schema::check(doc);
+        let name = text(doc, &["metadata", "name"]);
+        if violations.is_empty() {
+            writeln!(out, "ok   {origin}: policy {name:?}")?;
+        } else {
+            invalid += 1;
+            total += violations.len();
+            write_violations(out, origin, &name, &violations)?;
+        }
+    }
+    writeln!(
+        out,
+        "{} policies checked, {invalid} with violations, {total} violations",
+        docs.len()
+    )?;
+    Ok(if invalid == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn write_violations(
+    out: &mut String,
+    origin: &str,
+    name: &str,
+    violations: &[SchemaViolation],
+) -> std::fmt::Result {
+    writeln!(
+        out,
+        "FAIL {origin}: policy {name:?} does not match the Kyverno policy schema"
+    )?;
+    for v in violations {
+        writeln!(out, "     {v}")?;
+    }
+    Ok(())
 }
 
 fn test(args: TestArgs, out: &mut String) -> anyhow::Result<ExitCode> {
@@ -74,11 +225,25 @@ fn test(args: TestArgs, out: &mut String) -> anyhow::Result<ExitCode> {
     let (mut passed, mut failed) = (0usize, 0usize);
     for file in &files {
         let case = runner::load_test_file(file)?;
-        let report =
-            runner::run_case(&case).with_context(|| format!("running {}", file.display()))?;
-        print_report(out, file, &report)?;
-        passed += report.passed();
-        failed += report.failed();
+        match runner::run_case(&case) {
+            Ok(report) => {
+                print_report(out, file, &report)?;
+                passed += report.passed();
+                failed += report.failed();
+            }
+            // the schema gate: the test is not evaluated and none of its results hold
+            Err(kyverno::Error::Schema {
+                origin,
+                name,
+                violations,
+            }) => {
+                writeln!(out, "Test {}", file.display())?;
+                write_violations(out, &origin, &name, &violations)?;
+                writeln!(out)?;
+                failed += case.expected.len();
+            }
+            Err(e) => return Err(e).with_context(|| format!("running {}", file.display())),
+        }
     }
     writeln!(out, "{passed} passed, {failed} failed")?;
     Ok(if failed == 0 {
@@ -115,13 +280,12 @@ fn print_report(out: &mut String, file: &Path, report: &Report) -> std::fmt::Res
             ]
         })
         .collect();
-    print_table(
-        out,
+    out.push_str(&render_table(
         &[
             "#", "POLICY", "RULE", "RESOURCE", "EXPECTED", "ACTUAL", "RESULT",
         ],
         &rows,
-    )?;
+    ));
     writeln!(out)
 }
 
@@ -191,9 +355,28 @@ fn text(v: &Value, path: &[&str]) -> String {
 }
 
 fn apply(args: ApplyArgs, out: &mut String) -> anyhow::Result<ExitCode> {
-    let policies: Vec<CompiledPolicy> = runner::read_policies(&files_under(&args.policies)?)?;
-    if policies.is_empty() {
+    let docs = runner::read_policy_documents(&files_under(&args.policies)?)?;
+    if docs.is_empty() {
         anyhow::bail!("no ClusterPolicy or Policy found in the policy files");
+    }
+    // the schema gate: a policy that fails it is reported with its paths and not evaluated
+    let mut policies: Vec<CompiledPolicy> = Vec::new();
+    let mut rejected = 0usize;
+    for (origin, doc) in &docs {
+        match runner::load_policy(doc, origin) {
+            Ok(p) => policies.push(p),
+            Err(kyverno::Error::Schema {
+                origin,
+                name,
+                violations,
+            }) => {
+                rejected += 1;
+                let mut text = String::new();
+                write_violations(&mut text, &origin, &name, &violations)?;
+                eprint!("{text}");
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     for policy in &policies {
         for note in policy.notes() {
@@ -257,51 +440,160 @@ fn apply(args: ApplyArgs, out: &mut String) -> anyhow::Result<ExitCode> {
                     ]
                 })
                 .collect();
-            print_table(
-                out,
+            out.push_str(&render_table(
                 &["POLICY", "RULE", "RESOURCE", "RESULT", "MESSAGE"],
                 &table,
-            )?;
+            ));
             writeln!(
                 out,
                 "pass: {pass}, fail: {fail}, skip: {skip}, error: {error}"
             )?;
         }
     }
-    Ok(if fail + error == 0 {
+    if rejected > 0 {
+        eprintln!(
+            "{rejected} of {} policies not evaluated: they do not match the Kyverno policy schema",
+            docs.len()
+        );
+    }
+    Ok(if fail + error + rejected == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
 
-fn print_table(out: &mut String, header: &[&str], rows: &[Vec<String>]) -> std::fmt::Result {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(cell.chars().count());
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system temp dir, named after the test.
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("policyhub-kyverno-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    const POLICY: &str = r#"{"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "p"},
+        "spec": {"rules": [{"name": "r", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                            "validate": {"message": "no host network", "pattern": {"spec": {"=(hostNetwork)": false}}}}]}}"#;
+
+    fn write_case(dir: &Path, expected: &[(&str, &str)]) {
+        let expected: Vec<Value> = expected
+            .iter()
+            .map(|(res, result)| json!({"policy": "p", "rule": "r", "resource": res, "result": result}))
+            .collect();
+        let case = json!({
+            "source": "unit",
+            "policies": [serde_json::from_str::<Value>(POLICY).unwrap()],
+            "resources": [
+                {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bad"}, "spec": {"hostNetwork": true}},
+                {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "good"}, "spec": {}}
+            ],
+            "expected": expected,
+        });
+        std::fs::write(dir.join("case.json"), case.to_string()).unwrap();
+    }
+
+    fn args(dir: &Path, min: f64, report: Option<PathBuf>) -> ConformanceArgs {
+        ConformanceArgs {
+            paths: vec![dir.to_path_buf()],
+            report,
+            min_agreement: min,
         }
     }
-    let line = |out: &mut String, cells: Vec<&str>| {
-        let last = cells.len().saturating_sub(1);
-        let parts: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if i == last {
-                    (*c).to_string()
-                } else {
-                    format!("{c:<width$}", width = widths[i])
-                }
-            })
-            .collect();
-        writeln!(out, "{}", parts.join("  "))
-    };
-    line(out, header.to_vec())?;
-    for row in rows {
-        line(out, row.iter().map(String::as_str).collect())?;
+
+    #[test]
+    fn conformance_reports_mismatches_and_applies_the_threshold() {
+        let dir = scratch("conformance");
+        // 3 of 4 hold: 75% agreement
+        write_case(
+            &dir,
+            &[
+                ("bad", "fail"),
+                ("good", "pass"),
+                ("good", "pass"),
+                ("good", "fail"),
+            ],
+        );
+        let report = dir.join("report.md");
+        let mut out = String::new();
+        let code = conformance_to(&args(&dir, 97.0, Some(report.clone())), &mut out).unwrap();
+        assert_eq!(code, ExitCode::from(1));
+        assert!(
+            out.ends_with("agreement 75.00% (minimum 97.0%)\n3 passed, 1 failed\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("     p/r on good: expected fail, got pass from rule r"),
+            "{out}"
+        );
+        let md = std::fs::read_to_string(&report).unwrap();
+        assert!(
+            md.contains("| case.json | p | r | good | fail | expected fail, got pass"),
+            "{md}"
+        );
+
+        let mut out = String::new();
+        let code = conformance_to(&args(&dir, 75.0, None), &mut out).unwrap();
+        assert_eq!(code, ExitCode::SUCCESS);
+
+        let json_report = dir.join("report.json");
+        conformance_to(
+            &args(&dir, 50.0, Some(json_report.clone())),
+            &mut String::new(),
+        )
+        .unwrap();
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(&json_report).unwrap()).unwrap();
+        assert_eq!(doc["failed"], 1);
+        assert_eq!(doc["mismatches"][0]["resource"], "good");
+        assert!(conformance_to(&args(&dir, 120.0, None), &mut String::new()).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    Ok(())
+
+    #[test]
+    fn test_command_reports_a_policy_failing_the_schema_and_does_not_evaluate_it() {
+        let dir = scratch("schema-gate");
+        let mut policy: Value = serde_json::from_str(POLICY).unwrap();
+        policy["spec"]["rules"][0]["validate"]["deny"] = json!({});
+        std::fs::write(dir.join("policy.json"), policy.to_string()).unwrap();
+        std::fs::write(
+            dir.join("pod.yaml"),
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: bad}\nspec: {hostNetwork: true}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("kyverno-test.yaml"),
+            "policies: [policy.json]\nresources: [pod.yaml]\nresults:\n\
+             - {policy: p, rule: r, resource: bad, result: fail}\n",
+        )
+        .unwrap();
+        let mut out = String::new();
+        let code = test(TestArgs { dir: dir.clone() }, &mut out).unwrap();
+        assert_eq!(code, ExitCode::from(1));
+        assert!(
+            out.contains("spec.rules[0].validate.pattern: validate allows only one of"),
+            "{out}"
+        );
+        assert!(out.contains("spec.rules[0].validate.deny: "), "{out}");
+        assert!(out.ends_with("0 passed, 1 failed\n"), "{out}");
+
+        let mut out = String::new();
+        let code = check(
+            CheckArgs {
+                policies: vec![dir.join("policy.json")],
+            },
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(code, ExitCode::from(1));
+        assert!(
+            out.ends_with("1 policies checked, 1 with violations, 2 violations\n"),
+            "{out}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -38,6 +38,8 @@ enum Command {
 enum ConformanceCommand {
     /// Run NetworkPolicy/ANP/BANP/Cilium case files (../shared/corpus/netpol format).
     Netpol(netpol_cmd::ConformanceArgs),
+    /// Run Kyverno CLI test case files (../shared/corpus/kyverno format) and score agreement.
+    Kyverno(kyverno_cmd::ConformanceArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Connectivity(args) => netpol_cmd::connectivity(args),
         Command::Conformance(ConformanceCommand::Netpol(args)) => netpol_cmd::conformance(args),
         Command::Segment(cmd) => segment_cmd::run(cmd),
+        Command::Conformance(ConformanceCommand::Kyverno(args)) => kyverno_cmd::conformance(args),
         Command::Kyverno(cmd) => kyverno_cmd::run(cmd),
     };
     match result {

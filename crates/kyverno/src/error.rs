@@ -39,6 +39,17 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// A policy document does not have the shape of a ClusterPolicy / Policy
+    /// ([`crate::schema::check`]); it is not evaluated.
+    #[error("{origin}: policy {name:?} does not match the Kyverno policy schema: {}", list(.violations))]
+    Schema {
+        /// Where the document came from.
+        origin: String,
+        /// `metadata.name`, when there is one.
+        name: String,
+        /// Every violation, with its field path.
+        violations: Vec<crate::schema::SchemaViolation>,
+    },
     /// A JMESPath expression could not be parsed or evaluated.
     #[error("JMESPath `{expression}`: {message}")]
     Jmespath {
@@ -63,6 +74,11 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+}
+
+fn list(violations: &[crate::schema::SchemaViolation]) -> String {
+    let parts: Vec<String> = violations.iter().map(ToString::to_string).collect();
+    parts.join("; ")
 }
 
 /// Result alias for this crate.

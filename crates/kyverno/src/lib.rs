@@ -8,7 +8,9 @@
 //! - [`conditions`], [`pattern`], [`vars`], [`jmes`]: preconditions and deny conditions, overlay
 //!   patterns with anchors, `{{ }}` substitution, JMESPath with Kyverno's functions.
 //! - [`engine`]: a rule's result (pass / fail / skip / error) on one resource, foreach included.
-//! - [`runner`]: `kyverno-test.yaml` loading and the Kyverno CLI's scoring.
+//! - [`schema`]: the ClusterPolicy / Policy schema check, the first gate of every dry-run.
+//! - [`runner`]: `kyverno-test.yaml` loading and the Kyverno CLI's scoring;
+//!   [`runner::conformance`] over corpus case files.
 //!
 //! ```
 //! use kyverno::{CompiledPolicy, Policy, Request, RuleStatus};
@@ -43,9 +45,10 @@ mod fuzz;
 pub mod jmes;
 pub mod matching;
 pub mod runner;
+pub mod schema;
 mod timefmt;
 pub mod vars;
 
 pub use engine::{CompiledPolicy, Request, RuleResponse, RuleStatus};
-pub use fuzz::fuzz_entry;
+pub use fuzz::{fuzz_entry, fuzz_expression};
 pub use model::Policy;

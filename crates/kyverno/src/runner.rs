@@ -17,6 +17,9 @@ use serde_json::{Map, Value};
 use crate::engine::{CompiledPolicy, Request, RuleResponse, RuleStatus};
 use crate::error::{Error, Result};
 use crate::model::Policy;
+use crate::schema;
+
+pub mod conformance;
 
 /// One expected result.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -159,6 +162,21 @@ fn resource_selected(expected: &str, resource: &Value) -> bool {
     }
 }
 
+/// Reads one policy document through the gates every dry-run passes: first the schema check
+/// ([`schema::check`], every violation with its path, [`Error::Schema`]), then the typed model.
+/// `origin` names the document in errors.
+pub fn load_policy(doc: &Value, origin: &str) -> Result<CompiledPolicy> {
+    let violations = schema::check(doc);
+    if !violations.is_empty() {
+        return Err(Error::Schema {
+            origin: origin.to_string(),
+            name: text(doc, &["metadata", "name"]),
+            violations,
+        });
+    }
+    Policy::from_value(doc, origin).map(CompiledPolicy::new)
+}
+
 /// Runs a case: evaluates every policy on every resource and scores the expected results.
 pub fn run_case(case: &Case) -> Result<Report> {
     let origin = if case.source.is_empty() {
@@ -170,9 +188,7 @@ pub fn run_case(case: &Case) -> Result<Report> {
         .policies
         .iter()
         .enumerate()
-        .map(|(i, p)| {
-            Policy::from_value(p, &format!("{origin}: policies[{i}]")).map(CompiledPolicy::new)
-        })
+        .map(|(i, p)| load_policy(p, &format!("{origin}: policies[{i}]")))
         .collect::<Result<_>>()?;
     let values: Values = match &case.variables {
         Some(v) => serde_path_to_error::deserialize(v).map_err(|e| Error::Invalid {
@@ -286,15 +302,23 @@ pub fn parse_documents(text: &str, origin: &str) -> Result<Vec<Value>> {
 
 /// Reads policies from files, reporting a bad policy with its file and field.
 pub fn read_policies(paths: &[PathBuf]) -> Result<Vec<CompiledPolicy>> {
+    read_policy_documents(paths)?
+        .iter()
+        .map(|(origin, doc)| load_policy(doc, origin))
+        .collect()
+}
+
+/// The `ClusterPolicy` / `Policy` documents of files, each with its origin
+/// (`file (document n)`, counting from 1), unchecked; other kinds are left out.
+pub fn read_policy_documents(paths: &[PathBuf]) -> Result<Vec<(String, Value)>> {
     let mut out = Vec::new();
     for path in paths {
-        for (i, doc) in read_documents(path)?.iter().enumerate() {
+        for (i, doc) in read_documents(path)?.into_iter().enumerate() {
             let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
             if kind != "ClusterPolicy" && kind != "Policy" {
                 continue;
             }
-            let origin = format!("{} (document {})", path.display(), i + 1);
-            out.push(CompiledPolicy::new(Policy::from_value(doc, &origin)?));
+            out.push((format!("{} (document {})", path.display(), i + 1), doc));
         }
     }
     Ok(out)

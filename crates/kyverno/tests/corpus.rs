@@ -6,6 +6,7 @@
 //! selector) is decided by the CLI rule "no rule response counts as a pass"; the count of such
 //! results is asserted too, so that a matching regression cannot hide behind that rule.
 //! Mismatches are printed with `cargo test -p policyhub-kyverno --test corpus -- --nocapture`.
+//! Throughput is measured by the criterion bench `benches/corpus.rs`.
 
 use std::path::Path;
 
@@ -23,12 +24,7 @@ fn corpus_conformance() {
         dir.is_dir(),
         "Kyverno corpus not found at {CASES} (shared/ must sit beside the project root)"
     );
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
+    let files = case_files();
     let (mut total, mut passed, mut full, mut vacuous) = (0usize, 0usize, 0usize, 0usize);
     for f in &files {
         let case: Case = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
@@ -70,38 +66,30 @@ fn corpus_conformance() {
     assert_eq!(vacuous, 1);
 }
 
-/// Evaluations (policy × resource) per second over the whole corpus. Run with
-/// `cargo test -p policyhub-kyverno --release --test corpus -- --ignored --nocapture`.
+/// The schema check is the first gate of every dry-run: no corpus policy may fail it.
 #[test]
-#[ignore = "throughput measurement, not a check"]
-fn corpus_throughput() {
-    use kyverno::{CompiledPolicy, Policy, Request};
-    let mut pairs: Vec<(CompiledPolicy, Vec<serde_json::Value>)> = Vec::new();
-    for entry in std::fs::read_dir(CASES).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        let case: Case = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+fn corpus_policies_pass_the_schema_check() {
+    let (mut policies, mut bad) = (0usize, Vec::new());
+    for f in case_files() {
+        let case: Case = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
         for p in &case.policies {
-            let policy = CompiledPolicy::new(Policy::from_value(p, "bench").unwrap());
-            pairs.push((policy, case.resources.clone()));
-        }
-    }
-    let request = Request::default();
-    let start = std::time::Instant::now();
-    let mut evaluations = 0usize;
-    while start.elapsed().as_secs_f64() < 3.0 {
-        for (policy, resources) in &pairs {
-            for r in resources {
-                std::hint::black_box(policy.evaluate(r, &request));
-                evaluations += 1;
+            policies += 1;
+            let violations = kyverno::schema::check(p);
+            if !violations.is_empty() {
+                bad.push(format!("{}: {violations:?}", f.display()));
             }
         }
     }
-    let secs = start.elapsed().as_secs_f64();
-    eprintln!(
-        "{evaluations} evaluations in {secs:.2}s: {:.0} policy x resource evaluations per second",
-        evaluations as f64 / secs
-    );
+    assert!(policies > 100, "only {policies} policies read");
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+fn case_files() -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(CASES)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
 }
