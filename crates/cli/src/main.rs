@@ -29,7 +29,7 @@ enum Command {
     /// Run conformance corpora.
     #[command(subcommand)]
     Conformance(ConformanceCommand),
-    /// Kyverno policies: run Kyverno CLI tests, apply policies to resources.
+    /// Kyverno policies: run Kyverno CLI tests, apply policies to resources, check their schema.
     #[command(subcommand)]
     Kyverno(kyverno_cmd::KyvernoCommand),
 }
