@@ -1,0 +1,135 @@
+//! The `policyhub` binary end to end, as a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn policyhub(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_policyhub"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run policyhub")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn connectivity_lists_the_example_paths() {
+    let o = policyhub(&["connectivity", "-f", "examples/shop"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    let line = |src: &str, dst: &str| {
+        text.lines()
+            .find(|l| l.starts_with(src) && l.contains(dst))
+            .map(|l| l.split_whitespace().skip(2).collect::<Vec<_>>().join(" "))
+    };
+    assert_eq!(
+        line("shop/web[Deployment]", "shop/api[Deployment]").as_deref(),
+        Some("TCP 9000")
+    );
+    assert_eq!(
+        line("shop/api[Deployment]", "shop/db[StatefulSet]").as_deref(),
+        Some("TCP 5432")
+    );
+    // The admin policy keeps other teams away from the database; web has no path to it.
+    assert!(line("monitoring/prometheus[Deployment]", "shop/db[StatefulSet]").is_none());
+    assert!(line("shop/web[Deployment]", "shop/db[StatefulSet]").is_none());
+
+    let o = policyhub(&["connectivity", "-f", "examples/shop", "-o", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["ports"] == "TCP 5432"));
+}
+
+#[test]
+fn eval_explains_in_json() {
+    let o = policyhub(&[
+        "eval",
+        "-f",
+        "examples/shop",
+        "--from",
+        "monitoring/prometheus-1",
+        "--to",
+        "shop/db-1",
+        "--port",
+        "5432",
+        "-o",
+        "json",
+    ]);
+    assert!(o.status.success());
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(d["verdict"], "BLOCKED");
+    assert_eq!(
+        d["ingress"]["denied_by"][0]["policy"]["name"],
+        "protect-shop-data"
+    );
+    assert_eq!(d["ingress"]["denied_by"][0]["rule"], "deny-other-teams");
+}
+
+#[test]
+fn eval_rejects_unknown_endpoints_clearly() {
+    let o = policyhub(&[
+        "eval",
+        "-f",
+        "examples/shop",
+        "--from",
+        "shop/nope",
+        "--to",
+        "shop/db-1",
+        "--port",
+        "5432",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no pod \"shop/nope\""));
+}
+
+#[test]
+fn conformance_ends_with_the_count_line() {
+    let o = policyhub(&["conformance", "netpol", "crates/netpol/tests/cilium"]);
+    assert!(o.status.success());
+    let last = stdout(&o).lines().last().unwrap_or_default().to_string();
+    let (passed, failed) = last.split_once(" passed, ").expect("closing line");
+    assert!(passed.parse::<usize>().unwrap() >= 120);
+    assert_eq!(failed, "0 failed");
+}
+
+#[test]
+fn segment_generate_then_verify() {
+    let dir = std::env::temp_dir().join(format!("policyhub-segment-{}", std::process::id()));
+    let catalog = "../shared/corpus/pmoves/services.yaml";
+    let out = dir.to_string_lossy().to_string();
+    let o = policyhub(&[
+        "segment", "generate", catalog, "--mode", "service", "--out", &out,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dir.join("kustomization.yaml").exists());
+    assert!(dir.join("network-policies/postgres-policy.yaml").exists());
+    let o = policyhub(&[
+        "segment",
+        "verify",
+        catalog,
+        &format!("{out}/network-policies"),
+        "-o",
+        "json",
+    ]);
+    assert!(o.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["edges_allowed"], report["edges_total"]);
+    assert_eq!(report["over_permission"].as_array().unwrap().len(), 0);
+    // A catalog error names the file and field.
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "services:\n  db: {tier: data, ports: [99999]}\n").unwrap();
+    let o = policyhub(&["segment", "compose", &bad.to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("services.db.ports[0]"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
