@@ -1,0 +1,394 @@
+//! `jwtValidation`: verifies a bearer JWT (RS256, ES256, HS256, EdDSA) and exposes its claims.
+//!
+//! Asymmetric keys come from a JWKS file that is cached and re-read when a token names an
+//! unknown `kid` (at most once per `min_refresh_interval_ms`); the HS256 secret comes from an
+//! environment variable. Checks `exp` (required), `nbf`, `iss` and `aud` with a leeway. The
+//! claims are stored in the chain state (`jwt.sub`, `jwt.claims`) for `roleCheck` and
+//! `rateLimit`, and selected claims can be copied into request headers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{CompiledPolicy, Descriptor, PolicyError, PolicyKind, REQUEST};
+use crate::agent::chain::{Context, ImmediateResponse, Instruction, Outcome};
+use crate::agent::config::JwtSettings;
+
+/// The `jwtValidation` policy kind with its key store.
+pub struct JwtValidation {
+    keys: Arc<KeyStore>,
+}
+
+struct KeyStore {
+    jwks_file: Option<PathBuf>,
+    hs256: Option<DecodingKey>,
+    min_refresh: Duration,
+    jwks: RwLock<Jwks>,
+}
+
+struct Jwks {
+    by_kid: HashMap<String, DecodingKey>,
+    without_kid: Vec<DecodingKey>,
+    refreshed_at: Instant,
+}
+
+fn load_jwks(path: &std::path::Path) -> Result<Jwks, PolicyError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        PolicyError::Settings(format!("jwtValidation jwks_file {}: {e}", path.display()))
+    })?;
+    jwks_from_json(&text)
+}
+
+fn jwks_from_json(text: &str) -> Result<Jwks, PolicyError> {
+    let set: JwkSet = serde_json::from_str(text)
+        .map_err(|e| PolicyError::Settings(format!("jwtValidation: bad JWKS: {e}")))?;
+    let mut jwks = Jwks {
+        by_kid: HashMap::new(),
+        without_kid: Vec::new(),
+        refreshed_at: Instant::now(),
+    };
+    for jwk in &set.keys {
+        let key = DecodingKey::from_jwk(jwk)
+            .map_err(|e| PolicyError::Settings(format!("jwtValidation: unusable JWK: {e}")))?;
+        match &jwk.common.key_id {
+            Some(kid) => {
+                jwks.by_kid.insert(kid.clone(), key);
+            }
+            None => jwks.without_kid.push(key),
+        }
+    }
+    Ok(jwks)
+}
+
+impl KeyStore {
+    /// Finds the key for a token; re-reads the JWKS file once when the `kid` is unknown.
+    fn key_for(&self, alg: Algorithm, kid: Option<&str>) -> Option<DecodingKey> {
+        if alg == Algorithm::HS256 {
+            return self.hs256.clone();
+        }
+        if let Some(key) = self.lookup(kid) {
+            return Some(key);
+        }
+        let path = self.jwks_file.as_ref()?;
+        {
+            let jwks = self.jwks.read().ok()?;
+            if jwks.refreshed_at.elapsed() < self.min_refresh {
+                return None;
+            }
+        }
+        match load_jwks(path) {
+            Ok(fresh) => {
+                if let Ok(mut jwks) = self.jwks.write() {
+                    *jwks = fresh;
+                }
+                tracing::info!(jwks.file = %path.display(), "JWKS refreshed after unknown kid");
+            }
+            Err(error) => {
+                tracing::error!(%error, "JWKS refresh failed");
+                if let Ok(mut jwks) = self.jwks.write() {
+                    jwks.refreshed_at = Instant::now();
+                }
+            }
+        }
+        self.lookup(kid)
+    }
+
+    fn lookup(&self, kid: Option<&str>) -> Option<DecodingKey> {
+        let jwks = self.jwks.read().ok()?;
+        match kid {
+            Some(kid) => jwks.by_kid.get(kid).cloned(),
+            None if jwks.without_kid.len() == 1 && jwks.by_kid.is_empty() => {
+                jwks.without_kid.first().cloned()
+            }
+            None if jwks.by_kid.len() == 1 && jwks.without_kid.is_empty() => {
+                jwks.by_kid.values().next().cloned()
+            }
+            None => None,
+        }
+    }
+}
+
+impl JwtValidation {
+    /// Loads keys from the agent settings.
+    pub fn from_settings(settings: &JwtSettings) -> Result<Self, PolicyError> {
+        let jwks = match &settings.jwks_file {
+            Some(path) => load_jwks(path)?,
+            None => jwks_from_json(r#"{"keys": []}"#)?,
+        };
+        let hs256 = match &settings.hs256_secret_env {
+            Some(var) => {
+                let secret = std::env::var(var).map_err(|_| {
+                    PolicyError::Settings(format!(
+                        "jwtValidation: environment variable {var} is not set"
+                    ))
+                })?;
+                if secret.len() < 32 {
+                    return Err(PolicyError::Settings(
+                        "jwtValidation: the HS256 secret must be at least 32 bytes".to_owned(),
+                    ));
+                }
+                Some(DecodingKey::from_secret(secret.as_bytes()))
+            }
+            None => None,
+        };
+        Ok(Self::with_keys(
+            jwks,
+            hs256,
+            settings.jwks_file.clone(),
+            settings.min_refresh_interval_ms,
+        ))
+    }
+
+    fn with_keys(
+        jwks: Jwks,
+        hs256: Option<DecodingKey>,
+        jwks_file: Option<PathBuf>,
+        min_refresh_ms: u64,
+    ) -> Self {
+        Self {
+            keys: Arc::new(KeyStore {
+                jwks_file,
+                hs256,
+                min_refresh: Duration::from_millis(min_refresh_ms),
+                jwks: RwLock::new(jwks),
+            }),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Metadata {
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    audience: Option<Audience>,
+    #[serde(default = "default_leeway")]
+    leeway_seconds: u64,
+    #[serde(default = "default_header")]
+    header_name: String,
+    #[serde(default = "default_true")]
+    required: bool,
+    #[serde(default)]
+    algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    claims_to_headers: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+fn default_leeway() -> u64 {
+    60
+}
+fn default_header() -> String {
+    "authorization".to_owned()
+}
+fn default_true() -> bool {
+    true
+}
+
+fn parse_algorithm(name: &str) -> Option<Algorithm> {
+    match name {
+        "RS256" => Some(Algorithm::RS256),
+        "ES256" => Some(Algorithm::ES256),
+        "HS256" => Some(Algorithm::HS256),
+        "EdDSA" => Some(Algorithm::EdDSA),
+        _ => None,
+    }
+}
+
+impl PolicyKind for JwtValidation {
+    fn descriptor(&self) -> Descriptor {
+        Descriptor {
+            name: "jwtValidation",
+            version: "1.0.0",
+            description:
+                "Validates a bearer JWT (RS256, ES256, HS256, EdDSA): signature, iss, aud, exp, nbf",
+            metadata_schema: json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "issuer": {"type": "string", "minLength": 1},
+                    "audience": {"type": ["string", "array"], "items": {"type": "string"}},
+                    "leeway_seconds": {"type": "integer", "minimum": 0, "maximum": 3600},
+                    "header_name": {"type": "string", "minLength": 1},
+                    "required": {"type": "boolean"},
+                    "algorithms": {
+                        "type": "array", "minItems": 1,
+                        "items": {"type": "string", "enum": ["RS256", "ES256", "HS256", "EdDSA"]}
+                    },
+                    "claims_to_headers": {"type": "object", "additionalProperties": {"type": "string"}}
+                }
+            }),
+            phases: REQUEST,
+            requires_body: false,
+            body_flags: &[],
+        }
+    }
+
+    fn compile(
+        &self,
+        metadata: &Map<String, Value>,
+    ) -> Result<Arc<dyn CompiledPolicy>, PolicyError> {
+        let meta: Metadata = super::typed(&self.descriptor().metadata_schema, metadata)?;
+        let algorithms = match &meta.algorithms {
+            Some(names) => names.iter().filter_map(|n| parse_algorithm(n)).collect(),
+            None => vec![
+                Algorithm::RS256,
+                Algorithm::ES256,
+                Algorithm::HS256,
+                Algorithm::EdDSA,
+            ],
+        };
+        let audience = match meta.audience {
+            Some(Audience::One(one)) => vec![one],
+            Some(Audience::Many(many)) => many,
+            None => Vec::new(),
+        };
+        Ok(Arc::new(CompiledJwt {
+            keys: Arc::clone(&self.keys),
+            issuer: meta.issuer,
+            audience,
+            leeway: meta.leeway_seconds,
+            header: meta.header_name.to_ascii_lowercase(),
+            required: meta.required,
+            algorithms,
+            claims_to_headers: meta
+                .claims_to_headers
+                .into_iter()
+                .map(|(claim, header)| (claim, header.to_ascii_lowercase()))
+                .collect(),
+        }))
+    }
+}
+
+struct CompiledJwt {
+    keys: Arc<KeyStore>,
+    issuer: Option<String>,
+    audience: Vec<String>,
+    leeway: u64,
+    header: String,
+    required: bool,
+    algorithms: Vec<Algorithm>,
+    claims_to_headers: Vec<(String, String)>,
+}
+
+fn unauthorized(message: &str) -> Outcome {
+    Outcome::deny(
+        message,
+        ImmediateResponse::json_error(401, message)
+            .with_header("www-authenticate", "Bearer error=\"invalid_token\""),
+    )
+}
+
+impl CompiledJwt {
+    fn token<'a>(&self, ctx: &'a Context) -> Option<&'a str> {
+        let value = ctx.headers.get(&self.header)?.trim();
+        if self.header == "authorization" {
+            let (scheme, token) = value.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then_some(token.trim())
+        } else {
+            Some(value)
+        }
+    }
+
+    fn verify(&self, token: &str) -> Result<Map<String, Value>, &'static str> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed token")?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err("token algorithm not allowed");
+        }
+        let key = self
+            .keys
+            .key_for(header.alg, header.kid.as_deref())
+            .ok_or("unknown signing key")?;
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = self.leeway;
+        validation.validate_nbf = true;
+        validation.required_spec_claims = ["exp".to_owned()].into_iter().collect();
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        if self.audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&self.audience);
+        }
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => "token expired",
+                    ErrorKind::ImmatureSignature => "token not yet valid",
+                    ErrorKind::InvalidAudience => "wrong audience",
+                    ErrorKind::InvalidIssuer => "wrong issuer",
+                    ErrorKind::InvalidSignature => "bad signature",
+                    ErrorKind::MissingRequiredClaim(_) => "missing required claim",
+                    _ => "invalid token",
+                }
+            })?;
+        Ok(data.claims)
+    }
+}
+
+impl CompiledPolicy for CompiledJwt {
+    fn execute(&self, ctx: &Context) -> Result<Outcome, PolicyError> {
+        let Some(token) = self.token(ctx) else {
+            if self.required {
+                return Ok(unauthorized("bearer token required"));
+            }
+            return Ok(Outcome::allow());
+        };
+        let claims = match self.verify(token) {
+            Ok(claims) => claims,
+            Err(reason) => {
+                tracing::info!(request_id = %ctx.request_id, reason, "JWT rejected");
+                return Ok(unauthorized(reason));
+            }
+        };
+        let mut instructions = Vec::new();
+        if let Some(sub) = claims.get("sub").and_then(Value::as_str) {
+            instructions.push(Instruction::SetState {
+                key: "jwt.sub".to_owned(),
+                value: sub.to_owned(),
+            });
+        }
+        for (claim, header) in &self.claims_to_headers {
+            if let Some(value) = claims.get(claim) {
+                let value = match value {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                instructions.push(Instruction::SetHeader {
+                    key: header.clone(),
+                    value,
+                });
+            }
+        }
+        instructions.push(Instruction::SetState {
+            key: "jwt.claims".to_owned(),
+            value: Value::Object(claims).to_string(),
+        });
+        let mut outcome = Outcome::allow_with(instructions);
+        outcome
+            .metadata
+            .push(("auth_method".to_owned(), "jwt".to_owned()));
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+#[path = "jwt_tests.rs"]
+mod tests;

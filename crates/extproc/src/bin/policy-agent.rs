@@ -1,0 +1,60 @@
+//! `policy-agent`: runs the compiled-in policies behind a Unix socket.
+
+use std::process::ExitCode;
+
+use extproc::agent::{self, AgentConfig};
+use extproc::cli::{self, CliError};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Exit code for a bad configuration (EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let args = match cli::parse(
+        "policy-agent",
+        "/etc/policy-engine/agent-config.yaml",
+        std::env::args().skip(1),
+    ) {
+        Ok(args) => args,
+        Err(CliError::Help(usage)) => {
+            println!("{usage}");
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(64);
+        }
+    };
+    let (config, _) = match AgentConfig::load(&args.config) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("policy-agent: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if args.validate {
+        println!("{}: valid", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    extproc::telemetry::init_logging(&config.agent_core.observability.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("policy-agent: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(agent::run(&args.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "policy-agent failed");
+            eprintln!("policy-agent: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

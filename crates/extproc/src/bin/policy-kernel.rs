@@ -1,0 +1,78 @@
+//! `policy-kernel`: Envoy's ext_proc server in front of the policy agents.
+
+use std::process::ExitCode;
+
+use extproc::cli::{self, CliError};
+use extproc::kernel::{self, KernelConfig};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Exit code for a bad configuration (EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let args = match cli::parse(
+        "policy-kernel",
+        "/etc/policy-engine/kernel-config.yaml",
+        std::env::args().skip(1),
+    ) {
+        Ok(args) => args,
+        Err(CliError::Help(usage)) => {
+            println!("{usage}");
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(64);
+        }
+    };
+    if args.validate {
+        return match kernel::validate_file(&args.config) {
+            Ok(problems) if problems.is_empty() => {
+                println!("{}: valid", args.config.display());
+                ExitCode::SUCCESS
+            }
+            Ok(problems) => {
+                eprintln!(
+                    "policy-kernel: {} does not fit the compiled-in policies:",
+                    args.config.display()
+                );
+                for problem in problems {
+                    eprintln!("  {problem}");
+                }
+                ExitCode::from(EXIT_CONFIG)
+            }
+            Err(error) => {
+                eprintln!("policy-kernel: {error}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
+    let config = match KernelConfig::load(&args.config) {
+        Ok((config, _)) => config,
+        Err(error) => {
+            eprintln!("policy-kernel: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    extproc::telemetry::init_logging(&config.policy_kernel.observability.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("policy-kernel: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(kernel::run(args.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "policy-kernel failed");
+            eprintln!("policy-kernel: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

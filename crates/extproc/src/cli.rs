@@ -1,0 +1,97 @@
+//! Command-line arguments shared by `policy-kernel` and `policy-agent`.
+
+use std::path::PathBuf;
+
+/// Why the command line was rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CliError {
+    /// `--help` was asked for; the payload is the usage text.
+    #[error("{0}")]
+    Help(String),
+    /// An argument is not understood or a value is missing.
+    #[error("{0}\n\n{1}")]
+    Usage(String, String),
+}
+
+/// Parsed arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    /// Configuration file.
+    pub config: PathBuf,
+    /// Check the configuration and exit.
+    pub validate: bool,
+}
+
+/// Parses `--config PATH` (or `--config=PATH`, `-c PATH`) and `--validate`.
+pub fn parse(
+    program: &str,
+    default_config: &str,
+    args: impl IntoIterator<Item = String>,
+) -> Result<Args, CliError> {
+    let usage = format!(
+        "usage: {program} [--config PATH] [--validate]\n\n  --config PATH  configuration file (default {default_config})\n  --validate     check the configuration and exit (0 valid, 78 invalid)\n\nSIGHUP reloads the configuration."
+    );
+    let mut parsed = Args {
+        config: PathBuf::from(default_config),
+        validate: false,
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--validate" => parsed.validate = true,
+            "-h" | "--help" => return Err(CliError::Help(usage)),
+            "-c" | "--config" => match args.next() {
+                Some(path) => parsed.config = PathBuf::from(path),
+                None => return Err(CliError::Usage(format!("{arg} needs a value"), usage)),
+            },
+            other => match other.strip_prefix("--config=") {
+                Some(path) => parsed.config = PathBuf::from(path),
+                None => {
+                    return Err(CliError::Usage(
+                        format!("unknown argument `{other}`"),
+                        usage,
+                    ))
+                }
+            },
+        }
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn parses_both_config_forms_and_validate() {
+        let parsed = parse("p", "/d.yaml", args(&["--config=/a.yaml", "--validate"])).unwrap();
+        assert_eq!(parsed.config, PathBuf::from("/a.yaml"));
+        assert!(parsed.validate);
+        let parsed = parse("p", "/d.yaml", args(&["-c", "/b.yaml"])).unwrap();
+        assert_eq!(parsed.config, PathBuf::from("/b.yaml"));
+        assert_eq!(
+            parse("p", "/d.yaml", args(&[])).unwrap().config,
+            PathBuf::from("/d.yaml")
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_and_incomplete_arguments() {
+        assert!(matches!(
+            parse("p", "/d", args(&["--nope"])),
+            Err(CliError::Usage(..))
+        ));
+        assert!(matches!(
+            parse("p", "/d", args(&["--config"])),
+            Err(CliError::Usage(..))
+        ));
+        assert!(matches!(
+            parse("p", "/d", args(&["--help"])),
+            Err(CliError::Help(_))
+        ));
+    }
+}

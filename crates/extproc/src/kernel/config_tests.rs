@@ -1,0 +1,78 @@
+use super::*;
+
+const SPEC_EXAMPLE: &str = include_str!("../../../../deploy/policy-engine/kernel-config.yaml");
+
+#[test]
+fn deployed_example_is_valid_against_the_builtin_policies() {
+    let config = KernelConfig::from_yaml(SPEC_EXAMPLE).unwrap();
+    assert_eq!(config.policy_kernel.server.port, 9001);
+    assert!(config.check_policies(&PolicyCatalog::builtin()).is_empty());
+}
+
+#[test]
+fn structural_errors_are_all_reported() {
+    let error = KernelConfig::from_yaml(
+        r#"
+policy_kernel:
+  agents:
+    - name: a
+      socket_path: /tmp/a.sock
+      timeout_ms: 9000
+    - name: a
+      socket_path: /tmp/b.sock
+  route_policies:
+    - route_name: r
+      agent: missing
+      request_policy_chain:
+        - policy: apiKeyAuth
+          on_failure: explode
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "timeout_ms",
+        "used twice",
+        "names no configured agent",
+        "on_failure",
+    ] {
+        assert!(error.contains(needle), "{needle} missing in {error}");
+    }
+}
+
+#[test]
+fn unknown_fields_are_rejected() {
+    let error =
+        KernelConfig::from_yaml("policy_kernel:\n  agents: []\n  routes: []\n").unwrap_err();
+    assert!(error.to_string().contains("routes"), "{error}");
+}
+
+#[test]
+fn policies_are_checked_against_a_catalog() {
+    let config = KernelConfig::from_yaml(
+        r#"
+policy_kernel:
+  agents:
+    - name: a
+      socket_path: /tmp/a.sock
+  route_policies:
+    - route_name: r
+      request_policy_chain:
+        - policy: rateLimit
+          metadata: { burst: 0 }
+        - policy: noSuchPolicy
+      response_policy_chain:
+        - policy: apiKeyAuth
+"#,
+    )
+    .unwrap();
+    let problems = config.check_policies(&PolicyCatalog::builtin()).join("\n");
+    for needle in [
+        "requests_per_second",
+        "minimum",
+        "noSuchPolicy",
+        "Response phase",
+    ] {
+        assert!(problems.contains(needle), "{needle} missing in {problems}");
+    }
+}
