@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod flow_cmd;
+mod hub_cmd;
 mod kyverno_cmd;
 mod netpol_cmd;
 mod output;
@@ -23,6 +25,8 @@ enum Command {
     Eval(netpol_cmd::EvalArgs),
     /// Allowed ports between every pair of workloads and external ranges.
     Connectivity(netpol_cmd::ConnectivityArgs),
+    /// Run the hub: multi-tenant API, collector ingestion, validation data.
+    Serve(hub_cmd::ServeArgs),
     /// Tier segmentation from a service communication matrix.
     #[command(subcommand)]
     Segment(segment_cmd::SegmentCommand),
@@ -32,6 +36,11 @@ enum Command {
     /// Kyverno policies: run Kyverno CLI tests, apply policies to resources, check their schema.
     #[command(subcommand)]
     Kyverno(kyverno_cmd::KyvernoCommand),
+    /// Judge observed flows (Hubble JSON lines) against a snapshot's policies.
+    Validate(flow_cmd::ValidateArgs),
+    /// Flow tools: synthesise Hubble flows for a snapshot.
+    #[command(subcommand)]
+    Flows(flow_cmd::FlowsCommand),
 }
 
 #[derive(Subcommand)]
@@ -49,8 +58,11 @@ fn main() -> ExitCode {
         Command::Connectivity(args) => netpol_cmd::connectivity(args),
         Command::Conformance(ConformanceCommand::Netpol(args)) => netpol_cmd::conformance(args),
         Command::Segment(cmd) => segment_cmd::run(cmd),
+        Command::Serve(args) => hub_cmd::serve(args),
         Command::Conformance(ConformanceCommand::Kyverno(args)) => kyverno_cmd::conformance(args),
         Command::Kyverno(cmd) => kyverno_cmd::run(cmd),
+        Command::Validate(args) => flow_cmd::validate(args),
+        Command::Flows(cmd) => flow_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,
