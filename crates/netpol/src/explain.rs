@@ -90,8 +90,8 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The policy a summary should name: the denying or isolating one when blocked, the
-    /// allowing one otherwise.
+    /// The policy a summary should name: the denying one, else the isolating one with the
+    /// fewest rules (a default deny), when blocked; the allowing one otherwise.
     pub fn policy(&self) -> Option<&PolicyRef> {
         let dirs = [&self.egress, &self.ingress];
         let dirs = dirs.iter().filter_map(|d| d.as_ref());
@@ -192,8 +192,15 @@ pub(crate) fn build(
         let allowed_by = matches(&|a| a == Action::Allow);
         let denied_by = matches(&|a| a == Action::Deny);
         let isolated_by: Vec<PolicyRef> = if verdict == Verdict::Blocked && denied_by.is_empty() {
-            trace
-                .isolated_by
+            // Pure default-deny policies (no rules in this direction) first: they are what
+            // blocks the flow; policies with allow rules for other traffic come after.
+            let mut isolating = trace.isolated_by.clone();
+            isolating.sort_by_key(|&p| {
+                engine.policies()[p]
+                    .direction(dir)
+                    .map_or(0, |r| r.rules.len())
+            });
+            isolating
                 .iter()
                 .map(|&p| engine.policies()[p].id.clone())
                 .collect()

@@ -96,6 +96,28 @@ fn blocked_flows_name_isolating_or_denying_policies() {
 }
 
 #[test]
+fn blocked_flows_name_the_default_deny_first() {
+    let mut bundle = Bundle::default();
+    bundle
+        .load_path(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/shop"
+        )))
+        .unwrap();
+    let e = Engine::new(bundle.inventory, bundle.policies, Options::default());
+    // web's egress is isolated by default-deny, allow-dns and web; none allows 5432 to db.
+    let d = e.decide(
+        &pod(&e, "shop/web-1"),
+        &pod(&e, "shop/db-1"),
+        Protocol::Tcp,
+        5432,
+    );
+    assert_eq!(d.verdict, Verdict::Blocked);
+    assert_eq!(d.egress.as_ref().unwrap().isolated_by.len(), 3);
+    assert_eq!(d.policy().unwrap().name, "default-deny");
+}
+
+#[test]
 fn unselected_pairs_are_coverage_gaps() {
     let e = engine(Options::default());
     let d = e.decide(
