@@ -305,8 +305,40 @@ async fn create_cluster(
     Ok((StatusCode::CREATED, Json(cluster)).into_response())
 }
 
+/// Issues a collector token for a cluster of the caller's organization (owner, admin),
+/// audited; the secret is returned once and stored only as a hash.
+pub(crate) async fn new_cluster_token(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<(store::Cluster, store::TokenInfo, String), AppError> {
+    who.require_manage()?;
+    let cluster = owned_cluster(state, who, id).await?;
+    let secret = auth::new_secret("phc_");
+    let info = state
+        .store
+        .issue_cluster_token(
+            &cluster.id,
+            &auth::secret_hash(&secret),
+            &cluster.name,
+            now(),
+        )
+        .await?;
+    state
+        .store
+        .audit(
+            &who.org_id,
+            &who.actor,
+            "cluster_token.issue",
+            &cluster.name,
+            now(),
+        )
+        .await?;
+    Ok((cluster, info, secret))
+}
+
 /// The cluster if it belongs to the caller's organization; 404 otherwise.
-async fn owned_cluster(
+pub(crate) async fn owned_cluster(
     state: &AppState,
     who: &Principal,
     id: &str,
@@ -355,28 +387,7 @@ async fn issue_cluster_token(
     who: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    who.require_manage()?;
-    let cluster = owned_cluster(&state, &who, &id).await?;
-    let secret = auth::new_secret("phc_");
-    let info = state
-        .store
-        .issue_cluster_token(
-            &cluster.id,
-            &auth::secret_hash(&secret),
-            &cluster.name,
-            now(),
-        )
-        .await?;
-    state
-        .store
-        .audit(
-            &who.org_id,
-            &who.actor,
-            "cluster_token.issue",
-            &cluster.name,
-            now(),
-        )
-        .await?;
+    let (_, info, secret) = new_cluster_token(&state, &who, &id).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": info.id, "token": secret})),

@@ -190,32 +190,7 @@ async fn issue_token(
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
     let who = form_user(&state, &headers, &f.csrf).await?;
-    who.require_manage()?;
-    let cluster = state
-        .store
-        .cluster(&who.org_id, &id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("cluster {id}")))?;
-    let secret = auth::new_secret("phc_");
-    state
-        .store
-        .issue_cluster_token(
-            &cluster.id,
-            &auth::secret_hash(&secret),
-            &cluster.name,
-            now(),
-        )
-        .await?;
-    state
-        .store
-        .audit(
-            &who.org_id,
-            &who.actor,
-            "cluster_token.issue",
-            &cluster.name,
-            now(),
-        )
-        .await?;
+    let (cluster, _, secret) = api::new_cluster_token(&state, &who, &id).await?;
     let body = format!(
         "<p>Copy this token now; it is not shown again.</p><pre id=\"token\">{}</pre><p><a href=\"/clusters/{}\">Back to the dashboard</a></p>",
         esc(&secret),
@@ -241,11 +216,7 @@ async fn cluster_page(
         Ok(x) => x,
         Err(redirect) => return Ok(redirect),
     };
-    let cluster = state
-        .store
-        .cluster(&who.org_id, &id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("cluster {id}")))?;
+    let cluster = api::owned_cluster(&state, &who, &id).await?;
     let end = q.end.unwrap_or_else(now);
     let start = end - q.hours.unwrap_or(168).clamp(1, 24 * 366) * 3600;
     let d = api::dashboard(
