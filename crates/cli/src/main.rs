@@ -27,6 +27,8 @@ enum Command {
     Connectivity(netpol_cmd::ConnectivityArgs),
     /// Run the hub: multi-tenant API, collector ingestion, validation data.
     Serve(hub_cmd::ServeArgs),
+    /// The hub with a week of validation data for the bundled 30-service deployment.
+    Demo(hub_cmd::DemoArgs),
     /// Tier segmentation from a service communication matrix.
     #[command(subcommand)]
     Segment(segment_cmd::SegmentCommand),
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Conformance(ConformanceCommand::Netpol(args)) => netpol_cmd::conformance(args),
         Command::Segment(cmd) => segment_cmd::run(cmd),
         Command::Serve(args) => hub_cmd::serve(args),
+        Command::Demo(args) => hub_cmd::demo(args),
         Command::Conformance(ConformanceCommand::Kyverno(args)) => kyverno_cmd::conformance(args),
         Command::Kyverno(cmd) => kyverno_cmd::run(cmd),
         Command::Validate(args) => flow_cmd::validate(args),

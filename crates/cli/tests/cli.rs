@@ -133,3 +133,32 @@ fn segment_generate_then_verify() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("services.db.ports[0]"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn demo_prepares_a_week_of_validation_data() {
+    let dir = std::env::temp_dir().join(format!("policyhub-demo-{}", std::process::id()));
+    let o = policyhub(&[
+        "demo",
+        "--no-serve",
+        "--flows",
+        "20000",
+        "--data-dir",
+        &dir.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    let number = |label: &str| -> u64 {
+        let before = text.split(label).next().unwrap_or_default();
+        before
+            .rsplit([' ', ','])
+            .find(|w| !w.is_empty())
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        number(" allowed") > 0 && number(" blocked") > 0 && number(" enforcement gaps") > 0,
+        "{text}"
+    );
+    assert!(dir.join("hub.db").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
