@@ -400,11 +400,22 @@ async fn revoke_cluster_token(
     who: Principal,
     Path((id, token_id)): Path<(String, String)>,
 ) -> Result<StatusCode, AppError> {
+    revoke_token(&state, &who, &id, &token_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes a collector token of a cluster of the caller's organization (owner, admin), audited.
+pub(crate) async fn revoke_token(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+    token_id: &str,
+) -> Result<(), AppError> {
     who.require_manage()?;
-    let cluster = owned_cluster(&state, &who, &id).await?;
+    let cluster = owned_cluster(state, who, id).await?;
     if !state
         .store
-        .revoke_cluster_token(&who.org_id, &id, &token_id, now())
+        .revoke_cluster_token(&who.org_id, id, token_id, now())
         .await?
     {
         return Err(AppError::NotFound(format!("token {token_id}")));
@@ -419,7 +430,7 @@ async fn revoke_cluster_token(
             now(),
         )
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 #[derive(Deserialize)]

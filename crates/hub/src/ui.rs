@@ -24,6 +24,10 @@ pub fn router() -> Router<AppState> {
         .route("/clusters", get(clusters).post(create_cluster))
         .route("/clusters/{id}", get(cluster_page))
         .route("/clusters/{id}/tokens", post(issue_token))
+        .route(
+            "/clusters/{id}/tokens/{token_id}/revoke",
+            post(revoke_token),
+        )
 }
 
 /// Escapes text for HTML.
@@ -199,6 +203,17 @@ async fn issue_token(
     Ok(page(&format!("New token for {}", cluster.name), &body).into_response())
 }
 
+async fn revoke_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, token_id)): Path<(String, String)>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    let who = form_user(&state, &headers, &f.csrf).await?;
+    api::revoke_token(&state, &who, &id, &token_id).await?;
+    Ok(Redirect::to(&format!("/clusters/{id}")).into_response())
+}
+
 #[derive(Deserialize)]
 struct DashboardQuery {
     /// Hours back from now (default one week).
@@ -268,7 +283,26 @@ async fn cluster_page(
     }
     body.push_str("</table>");
     if who.role.can_manage() {
-        let _ = write!(body, "<h2>Collector tokens</h2><form method=\"post\" action=\"/clusters/{}/tokens\">{}<button type=\"submit\" id=\"new-token\">Issue a token</button></form>", esc(&id), csrf_field(&csrf));
+        let _ = write!(body, "<h2>Collector tokens</h2><table id=\"tokens\"><tr><th>Token</th><th>Issued</th><th>State</th><th></th></tr>");
+        for t in state.store.list_cluster_tokens(&who.org_id, &id).await? {
+            let revoke = if t.revoked_at.is_some() {
+                String::new()
+            } else {
+                format!(
+                    "<form method=\"post\" action=\"/clusters/{}/tokens/{}/revoke\">{}<button type=\"submit\" class=\"revoke\">Revoke</button></form>",
+                    esc(&id),
+                    esc(&t.id),
+                    csrf_field(&csrf)
+                )
+            };
+            let state_text = if t.revoked_at.is_some() {
+                "revoked"
+            } else {
+                "active"
+            };
+            let _ = write!(body, "<tr><td>{}</td><td>{}</td><td class=\"token-state\">{state_text}</td><td>{revoke}</td></tr>", esc(&t.id), t.created_at);
+        }
+        let _ = write!(body, "</table><form method=\"post\" action=\"/clusters/{}/tokens\">{}<button type=\"submit\" id=\"new-token\">Issue a token</button></form>", esc(&id), csrf_field(&csrf));
     }
     body.push_str("<p><a href=\"/clusters\">All clusters</a></p>");
     Ok(page(&format!("Cluster {}", cluster.name), &body).into_response())

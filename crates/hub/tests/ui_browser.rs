@@ -318,4 +318,14 @@ fn dashboard_in_a_real_browser() {
     d.click("#new-token");
     d.wait_for_url("/tokens");
     assert!(d.text("#token").starts_with("phc_"));
+    // Back on the dashboard the token is listed as active, and can be revoked.
+    d.goto(&format!("{base}/clusters/{cluster_id}"));
+    assert_eq!(d.text("#tokens .token-state"), "active");
+    d.click("#tokens .revoke");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while d.find_all("#tokens .revoke").len() == 1 {
+        assert!(Instant::now() < deadline, "token not revoked");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(d.text("#tokens .token-state"), "revoked");
 }
