@@ -1,6 +1,8 @@
 //! Command-line arguments shared by `policy-kernel` and `policy-agent`.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// Why the command line was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -56,6 +58,32 @@ pub fn parse(
         }
     }
     Ok(parsed)
+}
+
+/// Runs a binary's service on a multi-threaded runtime until it returns; a failure is
+/// logged and printed as `program: error`, and exits 1.
+pub fn run_service<E: std::fmt::Display>(
+    program: &str,
+    service: impl Future<Output = Result<(), E>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("{program}: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(service) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "{program} failed");
+            eprintln!("{program}: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(test)]

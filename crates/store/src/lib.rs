@@ -138,9 +138,21 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .is_some_and(|d| d.is_unique_violation())
+/// Runs an INSERT; a unique-constraint violation becomes `Error::Conflict(what())`.
+async fn insert_unique<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    pool: &AnyPool,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    match query.execute(pool).await {
+        Err(e)
+            if e.as_database_error()
+                .is_some_and(|d| d.is_unique_violation()) =>
+        {
+            Err(Error::Conflict(what()))
+        }
+        other => other.map(|_| ()).map_err(Error::from),
+    }
 }
 
 impl Store {
@@ -215,26 +227,23 @@ impl Store {
 
     pub async fn create_user(&self, email: &str, password_hash: &str, now: i64) -> Result<User> {
         let id = new_id();
-        let res = sqlx::query(
-            "INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+        insert_unique(
+            sqlx::query(
+                "INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&id)
+            .bind(email)
+            .bind(password_hash)
+            .bind(now),
+            &self.pool,
+            || format!("user {email}"),
         )
-        .bind(&id)
-        .bind(email)
-        .bind(password_hash)
-        .bind(now)
-        .execute(&self.pool)
-        .await;
-        match res {
-            Err(e) if is_unique_violation(&e) => Err(Error::Conflict(format!("user {email}"))),
-            other => {
-                other?;
-                Ok(User {
-                    id,
-                    email: email.to_string(),
-                    password_hash: password_hash.to_string(),
-                })
-            }
-        }
+        .await?;
+        Ok(User {
+            id,
+            email: email.to_string(),
+            password_hash: password_hash.to_string(),
+        })
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
@@ -380,27 +389,24 @@ impl Store {
 
     pub async fn create_cluster(&self, org_id: &str, name: &str, now: i64) -> Result<Cluster> {
         let id = new_id();
-        let res = sqlx::query(
-            "INSERT INTO clusters (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)",
+        insert_unique(
+            sqlx::query(
+                "INSERT INTO clusters (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&id)
+            .bind(org_id)
+            .bind(name)
+            .bind(now),
+            &self.pool,
+            || format!("cluster {name}"),
         )
-        .bind(&id)
-        .bind(org_id)
-        .bind(name)
-        .bind(now)
-        .execute(&self.pool)
-        .await;
-        match res {
-            Err(e) if is_unique_violation(&e) => Err(Error::Conflict(format!("cluster {name}"))),
-            other => {
-                other?;
-                Ok(Cluster {
-                    id,
-                    org_id: org_id.to_string(),
-                    name: name.to_string(),
-                    created_at: now,
-                })
-            }
-        }
+        .await?;
+        Ok(Cluster {
+            id,
+            org_id: org_id.to_string(),
+            name: name.to_string(),
+            created_at: now,
+        })
     }
 
     pub async fn list_clusters(&self, org_id: &str) -> Result<Vec<Cluster>> {

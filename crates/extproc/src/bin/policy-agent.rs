@@ -39,22 +39,5 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     extproc::telemetry::init_logging(&config.agent_core.observability.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("policy-agent: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(agent::run(&args.config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(%error, "policy-agent failed");
-            eprintln!("policy-agent: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    extproc::cli::run_service("policy-agent", agent::run(&args.config))
 }

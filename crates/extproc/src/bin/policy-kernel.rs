@@ -57,22 +57,5 @@ fn main() -> ExitCode {
         }
     };
     extproc::telemetry::init_logging(&config.policy_kernel.observability.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("policy-kernel: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(kernel::run(args.config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(%error, "policy-kernel failed");
-            eprintln!("policy-kernel: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    extproc::cli::run_service("policy-kernel", kernel::run(args.config))
 }
