@@ -8,6 +8,7 @@
 //! a namespace that matches none of these is a pod the snapshot does not have: unresolved.
 //! One without any Kubernetes information is resolved by IP (a pod, or an outside address).
 
+use std::borrow::Borrow;
 use std::net::IpAddr;
 
 use netpol::policy::Entity;
@@ -24,9 +25,10 @@ pub enum EpKey {
     Ip(IpAddr),
 }
 
-/// Lookups built once over the engine's inventory.
-pub struct Resolver<'e> {
-    engine: &'e Engine,
+/// Lookups built once over the engine's inventory; `E` is how the engine is held (`&Engine`
+/// for one run, `Arc<Engine>` for an agent that swaps engines).
+pub struct Resolver<E> {
+    engine: E,
     by_name: FxHashMap<Box<str>, FxHashMap<Box<str>, usize>>,
     by_workload: FxHashMap<Box<str>, FxHashMap<Box<str>, usize>>,
     by_labels: FxHashMap<String, usize>,
@@ -91,8 +93,8 @@ fn deployment_of_replicaset(name: &str) -> Option<&str> {
     name.rsplit_once('-').map(|(d, _)| d)
 }
 
-impl<'e> Resolver<'e> {
-    pub fn new(engine: &'e Engine) -> Self {
+impl<E: Borrow<Engine>> Resolver<E> {
+    pub fn new(engine: E) -> Self {
         let mut r = Resolver {
             engine,
             by_name: FxHashMap::default(),
@@ -102,7 +104,8 @@ impl<'e> Resolver<'e> {
             workload_names: Vec::new(),
         };
         let mut workload_ids: FxHashMap<String, u32> = FxHashMap::default();
-        for (i, pod) in engine.inventory().pods.iter().enumerate() {
+        let inventory = r.engine.borrow().inventory();
+        for (i, pod) in inventory.pods.iter().enumerate() {
             let ns: Box<str> = pod.namespace.as_str().into();
             r.by_name
                 .entry(ns.clone())
@@ -139,8 +142,13 @@ impl<'e> Resolver<'e> {
         r
     }
 
-    pub fn engine(&self) -> &'e Engine {
-        self.engine
+    pub fn engine(&self) -> &Engine {
+        self.engine.borrow()
+    }
+
+    /// Workload names (`namespace/workload`), indexed by [`EpKey::Workload`].
+    pub fn workload_names(&self) -> &[String] {
+        &self.workload_names
     }
 
     /// The endpoint a flow's source or destination is, or `None` when it names a pod the
@@ -151,7 +159,7 @@ impl<'e> Resolver<'e> {
         ip: Option<IpAddr>,
     ) -> Option<Endpoint> {
         let Some(ep) = ep else {
-            return ip.map(|ip| self.engine.endpoint_for_ip(ip));
+            return ip.map(|ip| self.engine().endpoint_for_ip(ip));
         };
         if let Some(entity) = reserved(ep) {
             return Some(match (entity, ip) {
@@ -161,7 +169,7 @@ impl<'e> Resolver<'e> {
         }
         let ns = ep.namespace.as_deref().filter(|n| !n.is_empty());
         let Some(ns) = ns else {
-            return ip.map(|ip| self.engine.endpoint_for_ip(ip));
+            return ip.map(|ip| self.engine().endpoint_for_ip(ip));
         };
         if let Some(pod) = ep.pod_name.as_deref() {
             if let Some(&i) = self.by_name.get(ns).and_then(|m| m.get(pod)) {
@@ -169,7 +177,7 @@ impl<'e> Resolver<'e> {
             }
         }
         if let Some(ip) = ip {
-            if let e @ Endpoint::Pod(_) = self.engine.endpoint_for_ip(ip) {
+            if let e @ Endpoint::Pod(_) = self.engine().endpoint_for_ip(ip) {
                 return Some(e);
             }
         }

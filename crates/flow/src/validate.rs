@@ -5,7 +5,8 @@
 //! counted, and compared with what the event says the dataplane did ([`observe`],
 //! [`classify`]). Replies belong to connections already judged and are only counted.
 
-use std::collections::BTreeMap;
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use flowtypes::{
@@ -216,38 +217,104 @@ struct PolicyName {
 
 const NO_POLICY_ID: u32 = u32::MAX;
 
-/// Streaming validator: feed it lines, then [`Validator::finish`].
-pub struct Validator<'e> {
-    resolver: Resolver<'e>,
+/// Streaming validator: feed it lines or flows, then [`Validator::finish`] (one run) or
+/// [`Validator::flush`] now and then (an agent). `E` holds the engine: `&Engine`, or
+/// `Arc<Engine>` where [`Validator::set_engine`] swaps it while aggregates carry on.
+pub struct Validator<E> {
+    resolver: Resolver<E>,
+    /// Workload names across engines; aggregation keys index it.
+    workloads: Vec<String>,
+    workload_ids: FxHashMap<String, u32>,
+    /// The resolver's workload index → index into `workloads`.
+    workload_map: Vec<u32>,
+    /// Hours changed since the last flush.
+    dirty: BTreeSet<[u8; 13]>,
     config: Config,
     cache: FxHashMap<(u32, u32, Protocol, u16), u32>,
     outcomes: Vec<Outcome>,
     policies: Vec<PolicyName>,
     policy_ids: FxHashMap<PolicyRef, u32>,
     hours: BTreeMap<[u8; 13], HourAgg>,
+    /// Every judged flow's counts, across hours (flushed or not).
+    totals: Counts,
     stats: InputStats,
     events: Vec<ValidationEvent>,
     sampled: [usize; 12],
 }
 
-impl<'e> Validator<'e> {
-    pub fn new(engine: &'e Engine, config: Config) -> Self {
-        Validator {
+impl<E: Borrow<Engine>> Validator<E> {
+    pub fn new(engine: E, config: Config) -> Self {
+        let mut v = Validator {
             resolver: Resolver::new(engine),
+            workloads: Vec::new(),
+            workload_ids: FxHashMap::default(),
+            workload_map: Vec::new(),
+            dirty: BTreeSet::new(),
             config,
             cache: FxHashMap::default(),
             outcomes: Vec::new(),
             policies: Vec::new(),
             policy_ids: FxHashMap::default(),
             hours: BTreeMap::new(),
+            totals: Counts::default(),
             stats: InputStats::default(),
             events: Vec::new(),
             sampled: [0; 12],
+        };
+        v.map_workloads();
+        v
+    }
+
+    /// Judges from now on with `engine` (a new inventory or new policies); hours already
+    /// aggregated are kept and go on counting.
+    pub fn set_engine(&mut self, engine: E) {
+        self.resolver = Resolver::new(engine);
+        self.cache.clear();
+        self.outcomes.clear();
+        self.map_workloads();
+    }
+
+    fn map_workloads(&mut self) {
+        let mut map = Vec::with_capacity(self.resolver.workload_names().len());
+        for name in self.resolver.workload_names() {
+            let next = self.workloads.len() as u32;
+            let id = *self.workload_ids.entry(name.clone()).or_insert(next);
+            if id == next {
+                self.workloads.push(name.clone());
+            }
+            map.push(id);
         }
+        self.workload_map = map;
+    }
+
+    /// The engine flows are judged with.
+    pub fn engine(&self) -> &Engine {
+        self.resolver.engine()
     }
 
     pub fn stats(&self) -> &InputStats {
         &self.stats
+    }
+
+    /// The counts of every flow judged so far.
+    pub fn totals(&self) -> &Counts {
+        &self.totals
+    }
+
+    fn key(&self, ep: &Endpoint) -> EpKey {
+        match self.resolver.key(ep) {
+            EpKey::Workload(i) => {
+                EpKey::Workload(self.workload_map.get(i as usize).copied().unwrap_or(0))
+            }
+            k => k,
+        }
+    }
+
+    fn key_name(&self, key: &EpKey) -> String {
+        match key {
+            EpKey::Workload(i) => self.workloads.get(*i as usize).cloned().unwrap_or_default(),
+            k => self.resolver.key_name(k),
+        }
     }
 
     /// Reads every line of `input`; `progress` is called every 65,536 lines with the stats
@@ -307,8 +374,7 @@ impl<'e> Validator<'e> {
         }
         match hubble::parse_line(line) {
             Ok(Some(flow)) => {
-                self.stats.flows += 1;
-                self.judge(n, &flow);
+                self.push_flow(n, &flow);
                 Ok(())
             }
             Ok(None) => {
@@ -317,6 +383,12 @@ impl<'e> Validator<'e> {
             }
             Err(e) => self.corrupt(n, e.to_string()),
         }
+    }
+
+    /// Judges one flow already parsed or built by a capture (`n`: its number in the input).
+    pub fn push_flow(&mut self, n: u64, flow: &Flow<'_>) {
+        self.stats.flows += 1;
+        self.judge(n, flow);
     }
 
     fn judge(&mut self, n: u64, flow: &Flow<'_>) {
@@ -350,17 +422,17 @@ impl<'e> Validator<'e> {
         let mismatch = self.names_disagree(oi, flow);
         let policy = self.outcomes[oi as usize].policy;
 
-        let (sk, dk) = (self.resolver.key(&src), self.resolver.key(&dst));
+        let (sk, dk) = (self.key(&src), self.key(&dst));
         let counters = self.config.counters;
-        let hour = self
-            .hours
-            .entry(hour_of(flow.time.as_deref()))
-            .or_insert_with(|| HourAgg {
-                counts: Counts::default(),
-                gaps: SpaceSaving::new(counters),
-                blocked: SpaceSaving::new(counters),
-            });
+        let hour_key = hour_of(flow.time.as_deref());
+        self.dirty.insert(hour_key);
+        let hour = self.hours.entry(hour_key).or_insert_with(|| HourAgg {
+            counts: Counts::default(),
+            gaps: SpaceSaving::new(counters),
+            blocked: SpaceSaving::new(counters),
+        });
         hour.counts.record(verdict, discrepancy);
+        self.totals.record(verdict, discrepancy);
         if mismatch {
             hour.counts.discrepancies.policy_name_mismatch += 1;
         }
@@ -569,50 +641,69 @@ impl<'e> Validator<'e> {
         }
     }
 
-    /// The payload: one summary per hour, the event sample and the input statistics.
-    pub fn finish(self) -> ValidationPayload {
-        let mut payload = ValidationPayload::new(self.config.cluster.clone());
-        for (hour, agg) in &self.hours {
-            let gaps = agg
-                .gaps
-                .top(self.config.top_n)
-                .into_iter()
-                .map(|c| CoverageGap {
-                    source: self.resolver.key_name(&c.key.0),
-                    destination: self.resolver.key_name(&c.key.1),
-                    protocol: protocol_name(c.key.2).to_string(),
-                    port: c.key.3,
-                    count: c.count,
-                    count_error: c.error,
-                })
-                .collect();
-            let blocked = agg
-                .blocked
-                .top(self.config.top_n)
-                .into_iter()
-                .map(|c| BlockedFlow {
-                    source: self.resolver.key_name(&c.key.0),
-                    destination: self.resolver.key_name(&c.key.1),
-                    policy: self
-                        .policies
-                        .get(c.key.2 as usize)
-                        .map_or_else(String::new, |p| p.display.clone()),
-                    count: c.count,
-                    count_error: c.error,
-                })
-                .collect();
-            payload.summaries.push(ValidationSummary {
-                hour: format!("{}:00:00Z", String::from_utf8_lossy(hour)),
-                counts: agg.counts,
-                coverage_gaps: gaps,
-                top_blocked: blocked,
-                top_exact: agg.gaps.is_exact() && agg.blocked.is_exact(),
-            });
+    fn summary(&self, hour: &[u8; 13], agg: &HourAgg) -> ValidationSummary {
+        let gaps = agg
+            .gaps
+            .top(self.config.top_n)
+            .into_iter()
+            .map(|c| CoverageGap {
+                source: self.key_name(&c.key.0),
+                destination: self.key_name(&c.key.1),
+                protocol: protocol_name(c.key.2).to_string(),
+                port: c.key.3,
+                count: c.count,
+                count_error: c.error,
+            })
+            .collect();
+        let blocked = agg
+            .blocked
+            .top(self.config.top_n)
+            .into_iter()
+            .map(|c| BlockedFlow {
+                source: self.key_name(&c.key.0),
+                destination: self.key_name(&c.key.1),
+                policy: self
+                    .policies
+                    .get(c.key.2 as usize)
+                    .map_or_else(String::new, |p| p.display.clone()),
+                count: c.count,
+                count_error: c.error,
+            })
+            .collect();
+        ValidationSummary {
+            hour: format!("{}:00:00Z", String::from_utf8_lossy(hour)),
+            counts: agg.counts,
+            coverage_gaps: gaps,
+            top_blocked: blocked,
+            top_exact: agg.gaps.is_exact() && agg.blocked.is_exact(),
         }
-        let mut events = self.events;
-        events.sort_by_key(|e| e.line);
-        payload.events = events;
-        payload.input = self.stats;
+    }
+
+    /// The payload: one summary per hour, the event sample and the input statistics.
+    pub fn finish(mut self) -> ValidationPayload {
+        self.dirty = self.hours.keys().copied().collect();
+        let mut payload = self.flush("");
+        payload.events.sort_by_key(|e| e.line);
+        payload
+    }
+
+    /// For an agent: the whole-hour summaries of every hour that saw flows since the last
+    /// flush (so a later flush of the same hour replaces the earlier one), the events sampled
+    /// since, and the input statistics so far. Hours before `keep_from` (a `YYYY-MM-DDTHH`
+    /// prefix) are forgotten after being flushed; flows that arrive for them later start
+    /// that hour again from zero, so choose `keep_from` well behind the flows' clock.
+    pub fn flush(&mut self, keep_from: &str) -> ValidationPayload {
+        let mut payload = ValidationPayload::new(self.config.cluster.clone());
+        for hour in std::mem::take(&mut self.dirty) {
+            if let Some(agg) = self.hours.get(&hour) {
+                payload.summaries.push(self.summary(&hour, agg));
+            }
+        }
+        self.hours
+            .retain(|h, _| h.as_slice() >= keep_from.as_bytes());
+        payload.events = std::mem::take(&mut self.events);
+        self.sampled = [0; 12];
+        payload.input = self.stats.clone();
         payload
     }
 }

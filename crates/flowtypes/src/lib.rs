@@ -22,6 +22,11 @@ pub struct ValidationPayload {
     pub schema_version: u32,
     /// The cluster the flows came from (the hub maps it to its cluster id).
     pub cluster: String,
+    /// Who reports within the cluster (a node's collector run). The hub keeps one summary
+    /// per (cluster, hour, source) and a later post of the same key replaces the earlier
+    /// one, so a reporter posts whole-hour summaries. Absent: `cluster`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// One summary per hour that saw flows, oldest first.
     pub summaries: Vec<ValidationSummary>,
     /// A bounded sample of individual judgements, for debugging.
@@ -38,6 +43,7 @@ impl ValidationPayload {
         ValidationPayload {
             schema_version: SCHEMA_VERSION,
             cluster: cluster.into(),
+            source: None,
             summaries: Vec::new(),
             events: Vec::new(),
             input: InputStats::default(),

@@ -653,7 +653,10 @@ async fn ingest(
     for (s, hour) in payload.summaries.iter().zip(hours) {
         let row = SummaryRow {
             hour,
-            source: payload.cluster.clone(),
+            source: payload
+                .source
+                .clone()
+                .unwrap_or_else(|| payload.cluster.clone()),
             allowed: s.counts.allowed_count as i64,
             blocked: s.counts.blocked_count as i64,
             no_policy: s.counts.no_policy_count as i64,

@@ -1,0 +1,268 @@
+//! Command line of `policyhub-collector`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::pipeline::Snapshot;
+use crate::report::HubConfig;
+use crate::source::{FileSource, Source};
+use crate::Settings;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SourceKind {
+    /// Replay Hubble JSON lines from --file.
+    File,
+}
+
+/// Policy Hub's node agent: judges every flow the node sees against the applied network
+/// policies and reports hourly summaries to the hub.
+#[derive(Parser, Debug)]
+#[command(name = "policyhub-collector", version)]
+struct Args {
+    /// Where flows come from.
+    #[arg(long, value_enum, default_value = "file", env = "POLICYHUB_SOURCE")]
+    source: SourceKind,
+    /// Hubble JSON lines for `--source file` (`-`: standard input; gzip is detected).
+    #[arg(long, env = "POLICYHUB_FILE")]
+    file: Option<PathBuf>,
+    /// Inventory snapshots (`kubectl get -A -o yaml` output: namespaces, pods, policies).
+    #[arg(long = "snapshot", env = "POLICYHUB_SNAPSHOT", value_delimiter = ',')]
+    snapshots: Vec<PathBuf>,
+    /// This node's name: pods scheduled here are the local ones.
+    #[arg(long, env = "NODE_NAME", default_value = "local")]
+    node_name: String,
+    /// Cluster name written into the reports.
+    #[arg(long, env = "POLICYHUB_CLUSTER", default_value = "default")]
+    cluster: String,
+    /// The hub's base URL.
+    #[arg(long, env = "POLICYHUB_HUB_URL")]
+    hub_url: String,
+    /// File holding the cluster token (from the hub's collector tokens).
+    #[arg(long, env = "POLICYHUB_TOKEN_FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// The cluster token itself (prefer --token-file).
+    #[arg(long, env = "POLICYHUB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Batches wait here while the hub is unreachable.
+    #[arg(
+        long,
+        env = "POLICYHUB_SPOOL_DIR",
+        default_value = "/var/lib/policyhub-collector/spool"
+    )]
+    spool_dir: PathBuf,
+    /// Spool size limit; beyond it the oldest batches are dropped (and counted).
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+    spool_max: u64,
+    /// How often changed hours are posted.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    flush_interval: Duration,
+    /// How long a stopping collector goes on posting its spool.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    drain: Duration,
+    /// Metrics (`/metrics`) and health (`/healthz`, `/readyz`) address.
+    #[arg(long, env = "POLICYHUB_METRICS_LISTEN", default_value = "0.0.0.0:9464")]
+    metrics_listen: SocketAddr,
+    /// Log as JSON lines (the default in a container) or as text.
+    #[arg(long, value_enum, default_value = "json")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+/// A number and the unit after it (`30s` → 30, "s").
+fn number_unit<'a>(s: &'a str, what: &str) -> Result<(u64, &'a str), String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n = num.parse().map_err(|_| format!("{s:?} is not {what}"))?;
+    Ok((n, unit))
+}
+
+/// `30s`, `500ms`, `5m`, `1h`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (n, unit) = number_unit(s, "a duration (e.g. 30s, 500ms, 5m)")?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    })
+}
+
+/// `64MiB`, `1GiB`, `500KiB`, `1000000`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (n, unit) = number_unit(s, "a size (e.g. 64MiB)")?;
+    let scale = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (B, KiB, MiB, GiB)")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Loads the snapshot files into one engine (no node information: every pod is local).
+fn load_snapshot(paths: &[PathBuf]) -> anyhow::Result<Snapshot> {
+    let mut bundle = netpol::Bundle::default();
+    for path in paths {
+        bundle.load_path(path)?;
+    }
+    Ok(Snapshot {
+        engine: Arc::new(netpol::Engine::new(
+            bundle.inventory,
+            bundle.policies,
+            netpol::Options::default(),
+        )),
+        local_ips: None,
+        generation: 1,
+    })
+}
+
+fn token(args: &Args) -> anyhow::Result<String> {
+    match (&args.token, &args.token_file) {
+        (Some(t), _) => Ok(t.trim().to_string()),
+        (None, Some(path)) => Ok(std::fs::read_to_string(path)
+            .with_context(|| format!("reading the token file {}", path.display()))?
+            .trim()
+            .to_string()),
+        (None, None) => anyhow::bail!("no cluster token: give --token-file or POLICYHUB_TOKEN"),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let source: Box<dyn Source> = match args.source {
+        SourceKind::File => Box::new(FileSource {
+            path: args
+                .file
+                .clone()
+                .context("--source file needs --file (a path, or - for standard input)")?,
+        }),
+    };
+    anyhow::ensure!(
+        !args.snapshots.is_empty(),
+        "no inventory: give --snapshot FILE (kubectl get -A -o yaml of namespaces, pods and policies)"
+    );
+    let (tx, snapshots) = watch::channel(None);
+    tx.send_replace(Some(Arc::new(load_snapshot(&args.snapshots)?)));
+
+    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("listening on {}", args.metrics_listen))?;
+    let router = crate::metrics::router(metrics.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+
+    let settings = Settings {
+        node: args.node_name.clone(),
+        hub: HubConfig {
+            url: args.hub_url.clone(),
+            token: token(&args)?,
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            timeout: Duration::from_secs(30),
+        },
+        spool_dir: args.spool_dir.clone(),
+        spool_max_bytes: args.spool_max,
+        flush_interval: args.flush_interval,
+        keep_hours: 2,
+        drain: args.drain,
+        validation: flow::Config {
+            cluster: args.cluster.clone(),
+            ..Default::default()
+        },
+        queue: 65_536,
+    };
+    crate::run(settings, source, snapshots, metrics, shutdown_signal()).await
+}
+
+/// Parses the command line, runs, and maps errors to exit code 1 with the message.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    match args.log_format {
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("100"), Ok(100));
+        assert!(parse_bytes("1TB").is_err());
+        assert!(parse_bytes("99999999999GiB")
+            .unwrap_err()
+            .contains("too large"));
+    }
+}

@@ -1,0 +1,77 @@
+//! Flow sources: one trait, one implementation per way of seeing flows.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+
+use crate::metrics::Metrics;
+use crate::pipeline::Observation;
+
+/// A source sends observations until its input ends or `stop` is set, on a thread of its
+/// own. A send that fails means the judge is gone: the source returns.
+pub trait Source: Send + 'static {
+    /// What it is, for logs (`ebpf`, `hubble`, `file`).
+    fn name(&self) -> &'static str;
+    fn run(
+        self: Box<Self>,
+        out: SyncSender<Observation>,
+        stop: Arc<AtomicBool>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<()>;
+}
+
+/// Replays Hubble JSON lines from a file (`hubble observe -o json` output, plain or
+/// gzip-compressed) or from standard input (`-`).
+pub struct FileSource {
+    pub path: PathBuf,
+}
+
+impl Source for FileSource {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+
+    fn run(
+        self: Box<Self>,
+        out: SyncSender<Observation>,
+        stop: Arc<AtomicBool>,
+        _metrics: Arc<Metrics>,
+    ) -> anyhow::Result<()> {
+        let mut input = open(&self.path)?;
+        let mut line = Vec::new();
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            line.clear();
+            let n = input
+                .read_until(b'\n', &mut line)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", self.path.display()))?;
+            if n == 0 {
+                return Ok(());
+            }
+            if out.send(Observation::Line(line.clone())).is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn open(path: &std::path::Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(std::io::BufReader::new(std::io::stdin())));
+    }
+    let file = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+    let mut reader = std::io::BufReader::new(file);
+    let gzip = reader.fill_buf().map(|b| b.starts_with(&[0x1f, 0x8b]))?;
+    Ok(if gzip {
+        Box::new(std::io::BufReader::new(flate2::read::MultiGzDecoder::new(
+            reader,
+        )))
+    } else {
+        Box::new(reader)
+    })
+}

@@ -1,0 +1,159 @@
+//! A real hub for the collector's tests: `hub::serve` over SQLite on a loopback port, in a
+//! runtime of its own so that stopping it closes every connection, as a crashed hub would.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use flowtypes::Counts;
+
+/// Credentials of the test organization.
+pub struct Tenant {
+    pub cluster_id: String,
+    /// For the collector.
+    pub cluster_token: String,
+    /// For reading the API.
+    pub api_token: String,
+}
+
+/// Creates the organization, its cluster and tokens in a fresh database.
+pub async fn tenant(db: &Path) -> Tenant {
+    let store = store::Store::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let now = hub::now();
+    let org = store.create_org("test", now).await.unwrap();
+    let cluster = store.create_cluster(&org.id, "lab", now).await.unwrap();
+    let cluster_token = hub::auth::new_secret("phc_");
+    store
+        .issue_cluster_token(
+            &cluster.id,
+            &hub::auth::secret_hash(&cluster_token),
+            "collector",
+            now,
+        )
+        .await
+        .unwrap();
+    let api_token = hub::auth::new_secret("pha_");
+    store
+        .create_api_token(
+            &org.id,
+            "reader",
+            &hub::auth::secret_hash(&api_token),
+            store::Role::Viewer,
+            now,
+        )
+        .await
+        .unwrap();
+    Tenant {
+        cluster_id: cluster.id,
+        cluster_token,
+        api_token,
+    }
+}
+
+pub struct Hub {
+    pub addr: SocketAddr,
+    db: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Hub {
+    /// Serves the database on `addr` (port 0: any free port).
+    pub fn start(db: &Path, addr: SocketAddr) -> Hub {
+        let (ready, ready_rx) = mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let url = format!("sqlite://{}", db.display());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let store = store::Store::connect(&url).await.unwrap();
+                let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+                ready.send(listener.local_addr().unwrap()).unwrap();
+                tokio::select! {
+                    _ = hub::serve(listener, hub::AppState::new(store)) => {}
+                    _ = stopped => {}
+                }
+            });
+            rt.shutdown_background();
+        });
+        let addr = ready_rx.recv().unwrap();
+        Hub {
+            addr,
+            db: db.to_path_buf(),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving: the port refuses connections until [`Hub::restart`].
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        *self = Hub::start(&self.db.clone(), self.addr);
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `GET /api/validation/summary` over the last two days: the totals and, per hour (unix
+/// seconds), the allowed and blocked counts.
+pub async fn summary(hub_url: &str, tenant: &Tenant) -> (Counts, Vec<(i64, u64, u64)>) {
+    let now = hub::now();
+    let url = format!(
+        "{hub_url}/api/validation/summary?clusterId={}&start={}&end={}",
+        tenant.cluster_id,
+        now - 2 * 86_400,
+        now + 3600
+    );
+    let bytes = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(&tenant.api_token)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let totals: Counts = serde_json::from_value(body["totals"].clone()).unwrap();
+    let timeline = body["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["hour"].as_i64().unwrap(),
+                h["allowedCount"].as_u64().unwrap(),
+                h["blockedCount"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    (totals, timeline)
+}

@@ -1,0 +1,173 @@
+//! The hub goes down in the middle of a run and comes back: every hour's counts arrive
+//! once — none lost while the hub was away, none counted twice after it returned.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use collector::metrics::Metrics;
+use collector::pipeline::{Observation, Snapshot};
+use collector::report::HubConfig;
+use collector::source::Source;
+use collector::Settings;
+
+const SNAPSHOT: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, namespace: shop, labels: {app: web}}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db-1, namespace: shop, labels: {app: db}}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 5432}]}]
+"#;
+
+/// Lines the test hands over, as a source would read them.
+struct Feed(Mutex<Option<Receiver<Vec<u8>>>>);
+
+impl Source for Feed {
+    fn name(&self) -> &'static str {
+        "feed"
+    }
+    fn run(
+        self: Box<Self>,
+        out: SyncSender<Observation>,
+        _stop: Arc<AtomicBool>,
+        _metrics: Arc<Metrics>,
+    ) -> anyhow::Result<()> {
+        let rx = self.0.lock().unwrap().take().unwrap();
+        for line in rx {
+            if out.send(Observation::Line(line)).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// web → db on `port` (5432 allowed, anything else blocked) at unix time `t`.
+fn line(t: i64, port: u16) -> Vec<u8> {
+    format!(
+        r#"{{"flow":{{"time":"{}","IP":{{"source":"10.0.0.1","destination":"10.0.0.2"}},"l4":{{"TCP":{{"source_port":40000,"destination_port":{port}}}}},"verdict":"FORWARDED","event_type":{{"type":4}},"trace_observation_point":"TO_ENDPOINT"}}}}"#,
+        flow::synth::rfc3339(t, 0)
+    )
+    .into_bytes()
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hour_arrives_once_across_a_hub_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hub.db");
+    let tenant = common::tenant(&db).await;
+    let mut hub = common::Hub::start(&db, "127.0.0.1:0".parse().unwrap());
+
+    let mut bundle = netpol::Bundle::default();
+    bundle.load_str(SNAPSHOT, "snapshot.yaml").unwrap();
+    let engine = netpol::Engine::new(bundle.inventory, bundle.policies, Default::default());
+    let (_inventory, snapshots) = tokio::sync::watch::channel(Some(Arc::new(Snapshot {
+        engine: Arc::new(engine),
+        local_ips: None,
+        generation: 1,
+    })));
+    let settings = Settings {
+        node: "node-a".into(),
+        hub: HubConfig {
+            url: hub.url(),
+            token: tenant.cluster_token.clone(),
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_millis(300),
+            timeout: Duration::from_secs(5),
+        },
+        spool_dir: dir.path().join("spool"),
+        spool_max_bytes: 16 << 20,
+        flush_interval: Duration::from_millis(100),
+        keep_hours: 3,
+        drain: Duration::from_secs(20),
+        validation: flow::Config {
+            cluster: "lab".into(),
+            ..Default::default()
+        },
+        queue: 1024,
+    };
+    let metrics = Arc::new(Metrics::default());
+    let (feed, rx) = std::sync::mpsc::channel();
+    let run = tokio::spawn(collector::run(
+        settings,
+        Box::new(Feed(Mutex::new(Some(rx)))),
+        snapshots,
+        metrics.clone(),
+        std::future::pending(),
+    ));
+
+    // Two hours: the previous one and this one.
+    let now = hub::now();
+    let (h0, h1) = (now - now % 3600 - 3600, now - now % 3600);
+    let mut expected = std::collections::BTreeMap::<i64, (u64, u64)>::new();
+    let mut send = |hour: i64, n: u64, port: u16| {
+        for i in 0..n {
+            feed.send(line(hour + 60 + i as i64 % 600, port)).unwrap();
+        }
+        let e = expected.entry(hour).or_default();
+        if port == 5432 {
+            e.0 += n;
+        } else {
+            e.1 += n;
+        }
+    };
+
+    send(h0, 300, 5432);
+    send(h1, 40, 22);
+    let sent = |m: &Metrics| m.reports_sent.load(Ordering::Relaxed);
+    eventually("the first report", || sent(&metrics) >= 1).await;
+
+    // The hub goes away; flows keep coming and batches pile up in the spool.
+    hub.stop();
+    send(h0, 100, 22);
+    let failures = |m: &Metrics| m.report_failures.load(Ordering::Relaxed);
+    eventually("a failed post", || failures(&metrics) >= 1).await;
+    send(h1, 200, 5432);
+    eventually("two batches spooled", || {
+        metrics.spool_batches.load(Ordering::Relaxed) >= 2 && failures(&metrics) >= 2
+    })
+    .await;
+    let sent_during_outage = sent(&metrics);
+
+    hub.restart();
+    send(h1, 60, 22);
+    eventually("the spool to empty", || {
+        sent(&metrics) > sent_during_outage + 1
+            && metrics.spool_batches.load(Ordering::Relaxed) == 0
+    })
+    .await;
+    drop(feed);
+    run.await.unwrap().unwrap();
+
+    let (totals, timeline) = common::summary(&hub.url(), &tenant).await;
+    let got: Vec<(i64, u64, u64)> = timeline;
+    let want: Vec<(i64, u64, u64)> = expected.iter().map(|(h, (a, b))| (*h, *a, *b)).collect();
+    assert_eq!(got, want, "per-hour allowed and blocked counts at the hub");
+    assert_eq!(totals.judged(), 700);
+    assert_eq!(metrics.spool_dropped.load(Ordering::Relaxed), 0);
+    assert_eq!(metrics.reports_rejected.load(Ordering::Relaxed), 0);
+}
