@@ -13,8 +13,7 @@ use serde_json::Value;
 use tokio::sync::{watch, Notify};
 
 use crate::kind::{Kind, ObjectKey};
-use crate::snapshot::{log_skipped, notify};
-use crate::store::{read, write, SharedInventory};
+use crate::store::{log_skipped, notify, SharedInventory};
 
 /// How [`watch_cluster`] paces itself.
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +59,7 @@ pub async fn watch_cluster(
         loop {
             touched.notified().await;
             tokio::time::sleep(options.debounce).await;
-            notify(&changed, read(&inventory).generation());
+            notify(&changed, inventory.read().generation());
         }
     };
     tokio::select! {
@@ -89,15 +88,17 @@ async fn watch_kind(
                 }
                 Err(e) if not_served(&e) => {
                     tracing::warn!(
-                        kind = kind.name(),
+                        resource.kind = kind.name(),
                         retry_s = missing_retry.as_secs_f64(),
                         "resource not served by the API server (CRD not installed?); retrying later"
                     );
-                    write(inventory).replace_kind(kind, []);
+                    inventory.write().replace_kind(kind, []);
                     touched.notify_one();
                     break;
                 }
-                Err(e) => tracing::warn!(kind = kind.name(), error = %e, "watch failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(resource.kind = kind.name(), error = %e, "watch failed; retrying")
+                }
             }
         }
         tokio::time::sleep(missing_retry).await;
@@ -118,12 +119,12 @@ fn handle(
             .extend(to_value(kind, obj)),
         Event::InitDone => {
             let objs = relist.take().unwrap_or_default();
-            let skipped = write(inventory).replace_kind(kind, objs);
+            let skipped = inventory.write().replace_kind(kind, objs);
             log_skipped(&skipped);
         }
         Event::Apply(obj) => {
             if let Some(obj) = to_value(kind, obj) {
-                if let Err(e) = write(inventory).apply(obj) {
+                if let Err(e) = inventory.write().apply(obj) {
                     log_skipped(&[e]);
                 }
             }
@@ -131,10 +132,10 @@ fn handle(
         Event::Delete(obj) => match obj.metadata.name.as_deref() {
             Some(name) => {
                 let key = ObjectKey::new(kind, obj.metadata.namespace.as_deref(), name);
-                write(inventory).delete(&key);
+                inventory.write().delete(&key);
             }
             None => tracing::warn!(
-                kind = kind.name(),
+                resource.kind = kind.name(),
                 "deleted object without metadata.name ignored"
             ),
         },
@@ -152,7 +153,7 @@ fn to_value(kind: Kind, obj: DynamicObject) -> Option<Value> {
         }
         Ok(_) => None,
         Err(e) => {
-            tracing::warn!(kind = kind.name(), error = %e, "object not representable as JSON");
+            tracing::warn!(resource.kind = kind.name(), error = %e, "object not representable as JSON");
             None
         }
     }

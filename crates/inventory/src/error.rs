@@ -16,8 +16,8 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A snapshot is not YAML or JSON; the message names the file, document, line and column.
-    #[error("{0}")]
-    Syntax(#[source] netpol::Error),
+    #[error(transparent)]
+    Syntax(netpol::Error),
     /// A document is not a mapping.
     #[error("expected a Kubernetes object (a mapping)")]
     NotAnObject,

@@ -34,4 +34,4 @@ pub use cluster::{watch_cluster, WatchOptions};
 pub use error::Error;
 pub use kind::{Kind, ObjectKey};
 pub use snapshot::watch_files;
-pub use store::{read, write, Inventory, SharedInventory};
+pub use store::{Inventory, SharedInventory};

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::error::Error;
-use crate::store::{write, Inventory, SharedInventory};
+use crate::store::{log_skipped, notify, Inventory, SharedInventory};
 
 impl Inventory {
     /// Adds every object of a snapshot text (multi-document YAML or JSON, `kind: List` and
@@ -90,7 +90,7 @@ pub async fn watch_files(
             Ok((fresh, skipped)) => {
                 log_skipped(&skipped);
                 let generation = {
-                    let mut inventory = write(&inventory);
+                    let mut inventory = inventory.write();
                     inventory.replace_all(fresh);
                     inventory.generation()
                 };
@@ -100,26 +100,6 @@ pub async fn watch_files(
             Err(e) => {
                 tracing::error!(error = %e, "snapshot does not parse; keeping the previous inventory");
             }
-        }
-    }
-}
-
-/// Sends `generation` unless the receivers already have it.
-pub(crate) fn notify(changed: &watch::Sender<u64>, generation: u64) {
-    changed.send_if_modified(|sent| {
-        let new = *sent != generation;
-        *sent = generation;
-        new
-    });
-}
-
-/// Logs objects that were not kept: other kinds at debug level, the rest as warnings.
-pub(crate) fn log_skipped(skipped: &[Error]) {
-    for e in skipped {
-        if e.is_unsupported() {
-            tracing::debug!(error = %e, "object not kept");
-        } else {
-            tracing::warn!(error = %e, "object skipped");
         }
     }
 }

@@ -5,13 +5,17 @@ use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde_json::{Map, Value};
+use tokio::sync::watch;
 
 use crate::error::Error;
 use crate::kind::{Kind, ObjectKey};
 
-/// An inventory shared between a source that writes it and readers that build engines.
-/// Locks are held only for in-memory work, never across an `.await`.
-pub type SharedInventory = Arc<RwLock<Inventory>>;
+/// An inventory shared between the source that writes it and the readers that build
+/// engines: a plain lock rather than a channel of snapshots, so a change to one pod costs
+/// one map update and readers clone nothing. Locks are held only for in-memory work, never
+/// across an `.await`.
+#[derive(Debug, Clone, Default)]
+pub struct SharedInventory(Arc<RwLock<Inventory>>);
 
 /// The objects the policy engine needs, stripped of what it does not read, in a
 /// deterministic order (kind in [`Kind::ALL`] order, then namespace, then name).
@@ -168,15 +172,42 @@ impl Inventory {
     }
 }
 
-/// Reads a shared inventory; a writer that panicked leaves a consistent map behind
-/// (every mutation is a single map operation), so poisoning is ignored.
-pub fn read(shared: &SharedInventory) -> RwLockReadGuard<'_, Inventory> {
-    shared.read().unwrap_or_else(PoisonError::into_inner)
+impl SharedInventory {
+    /// Shares `inventory`.
+    pub fn new(inventory: Inventory) -> Self {
+        SharedInventory(Arc::new(RwLock::new(inventory)))
+    }
+
+    /// Locks for reading. A writer that panicked leaves a consistent map behind (every
+    /// mutation is a single map operation), so poisoning is ignored.
+    pub fn read(&self) -> RwLockReadGuard<'_, Inventory> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Locks for writing (see [`read`](SharedInventory::read) on poisoning).
+    pub fn write(&self) -> RwLockWriteGuard<'_, Inventory> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
-/// Writes a shared inventory (see [`read`] on poisoning).
-pub fn write(shared: &SharedInventory) -> RwLockWriteGuard<'_, Inventory> {
-    shared.write().unwrap_or_else(PoisonError::into_inner)
+/// Sends `generation` unless the receivers already have it.
+pub(crate) fn notify(changed: &watch::Sender<u64>, generation: u64) {
+    changed.send_if_modified(|sent| {
+        let new = *sent != generation;
+        *sent = generation;
+        new
+    });
+}
+
+/// Logs objects that were not kept: other kinds at debug level, the rest as warnings.
+pub(crate) fn log_skipped(skipped: &[Error]) {
+    for e in skipped {
+        if e.is_unsupported() {
+            tracing::debug!(error = %e, "object not kept");
+        } else {
+            tracing::warn!(error = %e, "object skipped");
+        }
+    }
 }
 
 fn finished(pod: &Value) -> bool {

@@ -14,7 +14,7 @@ use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
-use inventory::{read, watch_cluster, Inventory, SharedInventory, WatchOptions};
+use inventory::{watch_cluster, Inventory, SharedInventory, WatchOptions};
 use netpol::{Endpoint, Engine, Protocol, Verdict};
 use tokio::sync::watch;
 
@@ -154,14 +154,14 @@ async fn watches_follow_recorded_api_responses_to_the_final_snapshot() {
     let banp = "/apis/policy.networking.k8s.io/v1alpha1/baselineadminnetworkpolicies";
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let done = read(&shared).documents().eq(expected.documents());
+        let done = shared.read().documents().eq(expected.documents());
         if done && server.requests_to(banp).len() >= 2 {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "inventory never reached the final snapshot:\n{}",
-            read(&shared).to_yaml().unwrap()
+            shared.read().to_yaml().unwrap()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -169,7 +169,7 @@ async fn watches_follow_recorded_api_responses_to_the_final_snapshot() {
     // empty CCNP list and the 404 kind change nothing), per watch event (namespace added;
     // pod added, relabelled, deleted; policy deleted, added) and the pod relist that drops
     // the pod added before the 410: every event was applied, none twice.
-    let generation = read(&shared).generation();
+    let generation = shared.read().generation();
     assert_eq!(generation, 12);
     tokio::time::timeout(
         Duration::from_secs(5),
@@ -199,7 +199,7 @@ async fn watches_follow_recorded_api_responses_to_the_final_snapshot() {
         "resumed from the bookmark: {namespaces:?}"
     );
 
-    let live = read(&shared).engine(netpol::Options::default()).unwrap();
+    let live = shared.read().engine(netpol::Options::default()).unwrap();
     let snapshot = expected.engine(netpol::Options::default()).unwrap();
     let flows = [
         (BATCH, DB, 5432, Verdict::Allowed),
@@ -222,7 +222,7 @@ async fn watches_follow_recorded_api_responses_to_the_final_snapshot() {
             "{src} -> {dst}:{port} (snapshot)"
         );
     }
-    let local = read(&shared).local_pod_ips("node-a");
+    let local = shared.read().local_pod_ips("node-a");
     let want: HashSet<std::net::IpAddr> = ["10.0.1.30", "10.0.1.11", "10.0.1.10", "fd00:10::a"]
         .map(|ip| ip.parse().unwrap())
         .into();

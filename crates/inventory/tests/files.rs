@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use inventory::{read, watch_files, Inventory, SharedInventory};
+use inventory::{watch_files, Inventory, SharedInventory};
 use netpol::{Endpoint, Protocol, Verdict};
 use tokio::sync::watch;
 use tracing::instrument::WithSubscriber;
@@ -92,19 +92,20 @@ async fn snapshot_file_is_reloaded_and_a_broken_version_is_refused() {
     );
 
     generations.changed().await.unwrap();
-    assert_eq!(read(&shared).len(), 4);
-    assert_eq!(web_to_db(&read(&shared)), Verdict::Blocked);
+    assert_eq!(shared.read().len(), 4);
+    assert_eq!(web_to_db(&shared.read()), Verdict::Blocked);
 
     // A label change that the policy allows.
     let v2 = V1.replace("labels: {app: web}", "labels: {app: web, role: client}");
     std::fs::write(&path, &v2).unwrap();
     generations.changed().await.unwrap();
-    assert_eq!(web_to_db(&read(&shared)), Verdict::Allowed);
-    let before: Vec<String> = read(&shared)
+    assert_eq!(web_to_db(&shared.read()), Verdict::Allowed);
+    let before: Vec<String> = shared
+        .read()
         .documents()
         .map(|(_, v)| v.to_string())
         .collect();
-    let generation = read(&shared).generation();
+    let generation = shared.read().generation();
 
     // A broken version: line 13 has an unclosed flow mapping.
     let broken = v2.replace(
@@ -126,30 +127,31 @@ async fn snapshot_file_is_reloaded_and_a_broken_version_is_refused() {
         line.contains("document 3") && line.contains("line 13"),
         "{line}"
     );
-    let after: Vec<String> = read(&shared)
+    let after: Vec<String> = shared
+        .read()
         .documents()
         .map(|(_, v)| v.to_string())
         .collect();
     assert_eq!(after, before, "the previous inventory is kept");
-    assert_eq!(read(&shared).generation(), generation);
+    assert_eq!(shared.read().generation(), generation);
     let direct = Inventory::load_files(std::slice::from_ref(&path)).unwrap_err();
     assert!(direct.to_string().contains("line 13"), "{direct}");
 
     // Fixed, and the policy now names another role.
     std::fs::write(&path, v2.replace("role: client}}}", "role: admin}}}")).unwrap();
     generations.changed().await.unwrap();
-    assert_eq!(web_to_db(&read(&shared)), Verdict::Blocked);
-    assert!(read(&shared).generation() > generation);
+    assert_eq!(web_to_db(&shared.read()), Verdict::Blocked);
+    assert!(shared.read().generation() > generation);
 
     // A file touched without a change in content is not reloaded.
-    let generation = read(&shared).generation();
+    let generation = shared.read().generation();
     let file = std::fs::OpenOptions::new()
         .append(true)
         .open(&path)
         .unwrap();
     file.set_modified(std::time::SystemTime::now()).unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(read(&shared).generation(), generation);
+    assert_eq!(shared.read().generation(), generation);
 
     task.abort();
 }
