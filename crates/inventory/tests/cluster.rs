@@ -138,9 +138,19 @@ async fn watches_follow_recorded_api_responses_to_the_final_snapshot() {
     let server = Arc::new(ApiServer::default());
     let shared = SharedInventory::default();
     let (changed, mut generations) = watch::channel(0);
+    let debounce = Duration::from_millis(100);
     let options = WatchOptions {
-        debounce: Duration::from_millis(50),
+        debounce,
         missing_retry: Duration::from_millis(200),
+    };
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let listener = {
+        let (sent, mut generations) = (sent.clone(), generations.clone());
+        tokio::spawn(async move {
+            while generations.changed().await.is_ok() {
+                sent.lock().unwrap().push(Instant::now());
+            }
+        })
     };
     let task = tokio::spawn(watch_cluster(
         client(server.clone()),
@@ -178,6 +188,16 @@ async fn watches_follow_recorded_api_responses_to_the_final_snapshot() {
     .await
     .expect("the debounced notification carries the final generation")
     .unwrap();
+
+    // Notifications are at least `debounce` apart, so bursts (the initial lists) are one.
+    let sent = sent.lock().unwrap().clone();
+    assert!(
+        !sent.is_empty() && sent.len() < 12,
+        "{} notifications",
+        sent.len()
+    );
+    assert!(sent.windows(2).all(|w| w[1] - w[0] >= debounce), "{sent:?}");
+    listener.abort();
 
     // The requests were the API conventions': paged lists, watches from the list's
     // resourceVersion, a relist after 410, and the 404 kind listed again later.

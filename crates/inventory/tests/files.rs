@@ -69,6 +69,13 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+async fn next(generations: &mut watch::Receiver<u64>) {
+    tokio::time::timeout(Duration::from_secs(10), generations.changed())
+        .await
+        .expect("a reload within 10 s")
+        .unwrap();
+}
+
 #[tokio::test]
 async fn snapshot_file_is_reloaded_and_a_broken_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -91,14 +98,14 @@ async fn snapshot_file_is_reloaded_and_a_broken_version_is_refused() {
         .with_subscriber(subscriber),
     );
 
-    generations.changed().await.unwrap();
+    next(&mut generations).await;
     assert_eq!(shared.read().len(), 4);
     assert_eq!(web_to_db(&shared.read()), Verdict::Blocked);
 
     // A label change that the policy allows.
     let v2 = V1.replace("labels: {app: web}", "labels: {app: web, role: client}");
     std::fs::write(&path, &v2).unwrap();
-    generations.changed().await.unwrap();
+    next(&mut generations).await;
     assert_eq!(web_to_db(&shared.read()), Verdict::Allowed);
     let before: Vec<String> = shared
         .read()
@@ -139,7 +146,7 @@ async fn snapshot_file_is_reloaded_and_a_broken_version_is_refused() {
 
     // Fixed, and the policy now names another role.
     std::fs::write(&path, v2.replace("role: client}}}", "role: admin}}}")).unwrap();
-    generations.changed().await.unwrap();
+    next(&mut generations).await;
     assert_eq!(web_to_db(&shared.read()), Verdict::Blocked);
     assert!(shared.read().generation() > generation);
 
