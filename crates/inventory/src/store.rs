@@ -178,8 +178,8 @@ impl SharedInventory {
         SharedInventory(Arc::new(RwLock::new(inventory)))
     }
 
-    /// Locks for reading. A writer that panicked leaves a consistent map behind (every
-    /// mutation is a single map operation), so poisoning is ignored.
+    /// Locks for reading. Poisoning is ignored: the inventory's methods do not panic, and
+    /// the next relist or reload repairs whatever a panicking caller left.
     pub fn read(&self) -> RwLockReadGuard<'_, Inventory> {
         self.0.read().unwrap_or_else(PoisonError::into_inner)
     }
