@@ -33,12 +33,18 @@ struct Args {
     /// Hubble JSON lines for `--source file` (`-`: standard input; gzip is detected).
     #[arg(long, env = "POLICYHUB_FILE")]
     file: Option<PathBuf>,
-    /// Inventory snapshots (`kubectl get -A -o yaml` output: namespaces, pods, policies).
+    /// Inventory snapshots (`kubectl get -A -o yaml` output: namespaces, pods, policies),
+    /// reloaded when they change. Without them the inventory is watched through the
+    /// Kubernetes API (in-cluster service account, or the kubeconfig).
     #[arg(long = "snapshot", env = "POLICYHUB_SNAPSHOT", value_delimiter = ',')]
     snapshots: Vec<PathBuf>,
-    /// This node's name: pods scheduled here are the local ones.
-    #[arg(long, env = "NODE_NAME", default_value = "local")]
-    node_name: String,
+    /// How often snapshot files are checked for changes.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    snapshot_poll: Duration,
+    /// This node's name: pods scheduled here (`spec.nodeName`) are the local ones. Without
+    /// it every pod counts as local (a one-node cluster, a replay).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
     /// Cluster name written into the reports.
     #[arg(long, env = "POLICYHUB_CLUSTER", default_value = "default")]
     cluster: String,
@@ -117,21 +123,53 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
-/// Loads the snapshot files into one engine (no node information: every pod is local).
-fn load_snapshot(paths: &[PathBuf]) -> anyhow::Result<Snapshot> {
-    let mut bundle = netpol::Bundle::default();
-    for path in paths {
-        bundle.load_path(path)?;
+/// Starts keeping the inventory current (snapshot files or the Kubernetes API) and
+/// publishing judge snapshots from it.
+async fn watch_inventory(args: &Args) -> anyhow::Result<watch::Receiver<Option<Arc<Snapshot>>>> {
+    let shared = inventory::SharedInventory::default();
+    let (changed_tx, changed) = watch::channel(0);
+    if args.snapshots.is_empty() {
+        let client = kube::Client::try_default().await.context(
+            "no --snapshot given and no Kubernetes API reachable (in-cluster service account or kubeconfig)",
+        )?;
+        tokio::spawn(inventory::watch_cluster(
+            client,
+            shared.clone(),
+            changed_tx,
+            inventory::WatchOptions::default(),
+        ));
+    } else {
+        // Fail fast on a snapshot that does not load at all; later versions that do not
+        // parse are logged and the previous inventory kept.
+        let (first, skipped) = inventory::Inventory::load_files(&args.snapshots)?;
+        for e in skipped {
+            tracing::warn!(error = %e, "object skipped");
+        }
+        shared.write().replace_all(first);
+        tokio::spawn(inventory::watch_files(
+            args.snapshots.clone(),
+            shared.clone(),
+            changed_tx,
+            args.snapshot_poll,
+        ));
     }
-    Ok(Snapshot {
-        engine: Arc::new(netpol::Engine::new(
-            bundle.inventory,
-            bundle.policies,
-            netpol::Options::default(),
-        )),
-        local_ips: None,
-        generation: 1,
-    })
+    let (tx, snapshots) = watch::channel(None);
+    tokio::spawn(crate::feed::publish(
+        shared,
+        changed,
+        args.node_name.clone(),
+        tx,
+    ));
+    Ok(snapshots)
+}
+
+/// The host's name, for the reporter identity when no node name is given.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".into())
 }
 
 fn token(args: &Args) -> anyhow::Result<String> {
@@ -176,12 +214,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .context("--source file needs --file (a path, or - for standard input)")?,
         }),
     };
-    anyhow::ensure!(
-        !args.snapshots.is_empty(),
-        "no inventory: give --snapshot FILE (kubectl get -A -o yaml of namespaces, pods and policies)"
-    );
-    let (tx, snapshots) = watch::channel(None);
-    tx.send_replace(Some(Arc::new(load_snapshot(&args.snapshots)?)));
+    let snapshots = watch_inventory(&args).await?;
 
     let listener = tokio::net::TcpListener::bind(args.metrics_listen)
         .await
@@ -192,7 +225,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
 
     let settings = Settings {
-        node: args.node_name.clone(),
+        node: args.node_name.clone().unwrap_or_else(hostname),
         hub: HubConfig {
             url: args.hub_url.clone(),
             token: token(&args)?,

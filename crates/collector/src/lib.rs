@@ -10,6 +10,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod feed;
 pub mod metrics;
 pub mod pipeline;
 pub mod report;

@@ -35,6 +35,9 @@ pub enum Error {
         path: String,
         message: String,
     },
+    /// The policy engine rejects a workload of a snapshot (its message names the field).
+    #[error(transparent)]
+    InvalidWorkload(netpol::Error),
     /// `replace_kind` was given an object of another kind.
     #[error("{key}: not of the kind being replaced")]
     OtherKind { key: ObjectKey },
@@ -53,7 +56,7 @@ pub enum Error {
 
 impl Error {
     /// Whether this only says that a document is of a kind the inventory does not keep
-    /// (a Service or Deployment in a snapshot): worth a debug line, not a warning.
+    /// (a Service or ConfigMap in a snapshot): worth a debug line, not a warning.
     pub fn is_unsupported(&self) -> bool {
         match self {
             Error::Unsupported { .. } => true,

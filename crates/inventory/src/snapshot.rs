@@ -12,7 +12,8 @@ use crate::store::{log_skipped, notify, Inventory, SharedInventory};
 
 impl Inventory {
     /// Adds every object of a snapshot text (multi-document YAML or JSON, `kind: List` and
-    /// `*List` kinds unpacked); `file` names it in errors. A text that does not parse is an
+    /// `*List` kinds unpacked; workloads stand in for their pods, as in `policyhub
+    /// validate`); `file` names it in errors. A text that does not parse is an
     /// error and adds nothing; objects that cannot be kept (other kinds, no name, rejected
     /// by the engine) are skipped and returned, each with its document number.
     pub fn load_str(&mut self, text: &str, file: &str) -> Result<Vec<Error>, Error> {
@@ -20,7 +21,13 @@ impl Inventory {
         let mut skipped = Vec::new();
         for (i, doc) in documents.into_iter().enumerate() {
             for obj in unpack(doc) {
-                if let Err(e) = self.apply(obj) {
+                let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+                let result = if crate::store::WORKLOAD_KINDS.contains(&kind) {
+                    self.apply_workload(obj)
+                } else {
+                    self.apply(obj).map(|_| ())
+                };
+                if let Err(e) = result {
                     skipped.push(Error::InDocument {
                         file: file.to_string(),
                         document: i + 1,

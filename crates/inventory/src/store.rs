@@ -26,10 +26,51 @@ pub struct SharedInventory(Arc<RwLock<Inventory>>);
 #[derive(Debug, Clone, Default)]
 pub struct Inventory {
     objects: BTreeMap<ObjectKey, Value>,
+    /// Workloads (Deployment, StatefulSet, ...) of snapshot files that carry templates
+    /// instead of pods, keyed by (kind, namespace, name); the engine stands a pod in for
+    /// each, as `policyhub validate` does. The cluster watch keeps real pods only.
+    workloads: BTreeMap<(String, String, String), Value>,
     generation: u64,
 }
 
+/// The kinds of workload the engine turns into template pods.
+pub(crate) const WORKLOAD_KINDS: [&str; 7] = [
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+    "ReplicationController",
+];
+
 impl Inventory {
+    /// Adds a workload of a snapshot file (see the `workloads` field), checked by the engine.
+    pub(crate) fn apply_workload(&mut self, obj: Value) -> Result<(), Error> {
+        let text = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or_default();
+        let kind = text("/kind").to_string();
+        let name = text("/metadata/name").to_string();
+        if name.is_empty() {
+            return Err(Error::MissingName { kind: "workload" });
+        }
+        let ns = Some(text("/metadata/namespace"))
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default")
+            .to_string();
+        netpol::Bundle::default()
+            .add_object(&obj, &format!("{kind} {ns}/{name}"), 1, "")
+            .map_err(Error::InvalidWorkload)?;
+        if self
+            .workloads
+            .insert((kind, ns, name), obj.clone())
+            .as_ref()
+            != Some(&obj)
+        {
+            self.generation += 1;
+        }
+        Ok(())
+    }
+
     /// Adds or replaces one object. Returns whether the inventory changed.
     pub fn apply(&mut self, obj: Value) -> Result<bool, Error> {
         let (key, obj) = normalize(obj)?;
@@ -84,10 +125,11 @@ impl Inventory {
     /// Takes every object of `other` in place of this inventory's. Returns whether
     /// anything changed; the generation keeps counting from this inventory's.
     pub fn replace_all(&mut self, other: Inventory) -> bool {
-        if self.objects == other.objects {
+        if self.objects == other.objects && self.workloads == other.workloads {
             return false;
         }
         self.objects = other.objects;
+        self.workloads = other.workloads;
         self.generation += 1;
         true
     }
@@ -102,6 +144,9 @@ impl Inventory {
                 continue;
             }
             bundle.add_object(obj, &key.to_string(), 1, "")?;
+        }
+        for ((kind, ns, name), obj) in &self.workloads {
+            bundle.add_object(obj, &format!("{kind} {ns}/{name}"), 1, "")?;
         }
         Ok(netpol::Engine::new(
             bundle.inventory,
@@ -166,7 +211,7 @@ impl Inventory {
             "apiVersion": "v1",
             "kind": "List",
             "metadata": {"resourceVersion": ""},
-            "items": self.objects.values().collect::<Vec<_>>(),
+            "items": self.objects.values().chain(self.workloads.values()).collect::<Vec<_>>(),
         });
         Ok(yaml_serde::to_string(&list)?)
     }

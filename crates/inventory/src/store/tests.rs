@@ -197,3 +197,40 @@ fn to_yaml_loads_back_to_the_same_documents() {
         .is_empty());
     assert!(inv.documents().eq(back.documents()));
 }
+
+#[test]
+fn snapshot_workloads_stand_in_for_their_pods() {
+    let mut inv = Inventory::default();
+    let skipped = inv
+        .load_str(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: nginx}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: shop}
+spec: {selector: {matchLabels: {app: db}}}
+"#,
+            "shop.yaml",
+        )
+        .unwrap();
+    // The StatefulSet has no template: skipped with the engine's message.
+    assert_eq!(skipped.len(), 1);
+    assert!(
+        skipped[0].to_string().contains("template"),
+        "{}",
+        skipped[0]
+    );
+    let engine = inv.engine(netpol::Options::default()).unwrap();
+    assert_eq!(engine.inventory().pods.len(), 1);
+    assert_eq!(engine.inventory().pods[0].workload.name, "web");
+    assert_eq!(inv.generation(), 1);
+    assert!(inv.to_yaml().unwrap().contains("kind: Deployment"));
+}
