@@ -195,13 +195,13 @@ fn drive_client(netns: PathBuf, server: Ipv4Addr) -> ClientRun {
     }
 }
 
-fn find<'a>(
-    records: &'a [FlowRecord],
+fn find(
+    records: &[FlowRecord],
     netns: u64,
     protocol: Protocol,
     dst_port: u16,
     initiated_here: bool,
-) -> Option<&'a FlowRecord> {
+) -> Option<&FlowRecord> {
     records.iter().find(|r| {
         r.netns == netns
             && r.protocol == protocol
