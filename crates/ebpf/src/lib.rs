@@ -190,13 +190,6 @@ pub struct Capture {
 impl Capture {
     /// Loads the BPF object and attaches every program.
     pub fn start(opts: &Options) -> Result<Capture, Error> {
-        let uid = nix::unistd::geteuid();
-        if !uid.is_root() {
-            return Err(Error::NotRoot(uid.as_raw()));
-        }
-        if !Path::new(KERNEL_BTF).exists() {
-            return Err(Error::NoBtf(KERNEL_BTF.into()));
-        }
         if !opts.ringbuf_bytes.is_power_of_two() || opts.ringbuf_bytes < 4096 {
             return Err(Error::InvalidOption(format!(
                 "ringbuf_bytes {} is not a power of two of at least 4096",
@@ -208,6 +201,13 @@ impl Capture {
         }
         if opts.udp_idle.is_zero() {
             return Err(Error::InvalidOption("udp_idle is 0".into()));
+        }
+        let uid = nix::unistd::geteuid();
+        if !uid.is_root() {
+            return Err(Error::NotRoot(uid.as_raw()));
+        }
+        if !Path::new(KERNEL_BTF).exists() {
+            return Err(Error::NoBtf(KERNEL_BTF.into()));
         }
         let cgroup = File::open(&opts.cgroup).map_err(|source| Error::Cgroup {
             path: opts.cgroup.clone(),
@@ -439,4 +439,39 @@ fn drop_reason_names() -> HashMap<u32, String> {
         }
     }
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_options_are_rejected_before_anything_loads() {
+        for opts in [
+            Options {
+                ringbuf_bytes: 5000,
+                ..Options::default()
+            },
+            Options {
+                max_tracked: 0,
+                ..Options::default()
+            },
+            Options {
+                udp_idle: Duration::ZERO,
+                ..Options::default()
+            },
+        ] {
+            let err = Capture::start(&opts).err().expect("rejected");
+            assert!(matches!(err, Error::InvalidOption(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn wall_clock_maps_monotonic_time() {
+        let clock = WallClock::now();
+        let mono = clock.monotonic.as_nanos() as u64;
+        let earlier = clock.wall(mono - 1_000_000_000);
+        let diff = clock.wall(mono).duration_since(earlier).unwrap();
+        assert_eq!(diff, Duration::from_secs(1));
+    }
 }

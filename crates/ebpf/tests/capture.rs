@@ -1,11 +1,13 @@
 //! End-to-end capture between two network namespaces joined by a veth pair: nftables drops
 //! one TCP and one UDP port on INPUT in the server netns and one TCP port on OUTPUT in the
 //! client netns; a python3 TCP listener and UDP echo responder run in the server netns; the
-//! client side runs in a thread that entered the client netns. Needs root (skips otherwise).
+//! client side runs in a thread that entered the client netns. The servers are dual-stack
+//! (IPv4 clients appear as v4-mapped IPv6 to them); IPv4 and IPv6 are both driven.
+//! Needs root (skips otherwise).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,11 +25,14 @@ const UDP_INPUT_DROP: u16 = 7012;
 
 const SERVER: &str = r#"
 import socket, threading
-t = socket.socket()
-t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-t.bind(("0.0.0.0", 7000)); t.listen(128)
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.bind(("0.0.0.0", 7010))
+def dual(kind, port):
+    s = socket.socket(socket.AF_INET6, kind)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("::", port))
+    return s
+t = dual(socket.SOCK_STREAM, 7000); t.listen(128)
+u = dual(socket.SOCK_DGRAM, 7010)
 def accept():
     while True:
         c, _ = t.accept(); c.close()
@@ -67,6 +72,8 @@ struct Topology {
     server: String,
     client_ip: Ipv4Addr,
     server_ip: Ipv4Addr,
+    client_ip6: Ipv6Addr,
+    server_ip6: Ipv6Addr,
     server_proc: Option<Child>,
 }
 
@@ -78,11 +85,15 @@ impl Topology {
         let (a, b) = (((pid >> 8) % 250) as u8 + 1, (pid % 250) as u8 + 1);
         let client_ip = Ipv4Addr::new(10, a, b, 1);
         let server_ip = Ipv4Addr::new(10, a, b, 2);
+        let v6 = |host| Ipv6Addr::new(0xfd00, a.into(), b.into(), 0, 0, 0, 0, host);
+        let (client_ip6, server_ip6) = (v6(1), v6(2));
         let topo = Topology {
             client,
             server,
             client_ip,
             server_ip,
+            client_ip6,
+            server_ip6,
             server_proc: None,
         };
         let (c, s) = (topo.client.as_str(), topo.server.as_str());
@@ -92,17 +103,13 @@ impl Topology {
         run(&[
             "ip", "link", "add", &vc, "netns", c, "type", "veth", "peer", "name", &vs, "netns", s,
         ]);
-        for (ns, dev, ip) in [(c, &vc, client_ip), (s, &vs, server_ip)] {
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                dev,
-            ]);
+        for (ns, dev, ip, ip6) in [
+            (c, &vc, client_ip, client_ip6),
+            (s, &vs, server_ip, server_ip6),
+        ] {
+            let (ip, ip6) = (format!("{ip}/24"), format!("{ip6}/64"));
+            run(&["ip", "-n", ns, "addr", "add", &ip, "dev", dev]);
+            run(&["ip", "-n", ns, "addr", "add", &ip6, "dev", dev, "nodad"]);
             run(&["ip", "-n", ns, "link", "set", dev, "up"]);
             run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
@@ -160,9 +167,11 @@ struct ClientRun {
     udp_echo_local: SocketAddr,
     udp_closed_local: SocketAddr,
     udp_drop_local: SocketAddr,
+    tcp6_local: SocketAddr,
+    udp6_local: SocketAddr,
 }
 
-fn drive_client(netns: PathBuf, server: Ipv4Addr) -> ClientRun {
+fn drive_client(netns: PathBuf, server: Ipv4Addr, server6: Ipv6Addr) -> ClientRun {
     setns(File::open(netns).unwrap(), CloneFlags::CLONE_NEWNET).unwrap();
     let to = |port| SocketAddr::new(IpAddr::V4(server), port);
     let stream = TcpStream::connect_timeout(&to(TCP_OPEN), Duration::from_secs(3)).unwrap();
@@ -187,7 +196,19 @@ fn drive_client(netns: PathBuf, server: Ipv4Addr) -> ClientRun {
     assert_eq!(echo.recv(&mut buf).unwrap(), 4);
     let closed = udp(UDP_CLOSED);
     let dropped = udp(UDP_INPUT_DROP);
+
+    let to6 = |port| SocketAddr::new(IpAddr::V6(server6), port);
+    let stream = TcpStream::connect_timeout(&to6(TCP_OPEN), Duration::from_secs(3)).unwrap();
+    let tcp6_local = stream.local_addr().unwrap();
+    drop(stream);
+    let udp6 = UdpSocket::bind("[::]:0").unwrap();
+    udp6.connect(to6(UDP_ECHO)).unwrap();
+    udp6.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    udp6.send(b"ping").unwrap();
+    assert_eq!(udp6.recv(&mut buf).unwrap(), 4);
     ClientRun {
+        tcp6_local,
+        udp6_local: udp6.local_addr().unwrap(),
         tcp_open_local,
         udp_echo_local: echo.local_addr().unwrap(),
         udp_closed_local: closed.local_addr().unwrap(),
@@ -232,12 +253,12 @@ fn outcomes_between_two_netns() {
     };
     let mut capture = Capture::start(&opts).unwrap();
     let netns_path = Topology::path(&topo.client);
-    let server_ip = topo.server_ip;
-    let client = std::thread::spawn(move || drive_client(netns_path, server_ip));
+    let (server_ip, server_ip6) = (topo.server_ip, topo.server_ip6);
+    let client = std::thread::spawn(move || drive_client(netns_path, server_ip, server_ip6));
 
     let mut records = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
-    let expected = 9;
+    let expected = 13;
     while Instant::now() < deadline {
         capture
             .poll(Duration::from_millis(100), &mut |r| {
@@ -289,6 +310,29 @@ fn outcomes_between_two_netns() {
     let r = find(&records, client_ns, Protocol::Udp, UDP_INPUT_DROP, true).expect("udp drop");
     assert_eq!((r.src, r.dst), (run.udp_drop_local, server(UDP_INPUT_DROP)));
     assert!(dropped_by_netfilter(&r.outcome, server_ns), "{r:?}");
+
+    // IPv6: TCP and UDP, each seen from both namespaces.
+    let s6 = |port| SocketAddr::new(IpAddr::V6(topo.server_ip6), port);
+    let v6 = |ns, proto, initiated| {
+        records
+            .iter()
+            .find(|r| {
+                r.netns == ns
+                    && r.protocol == proto
+                    && r.initiated_here == initiated
+                    && r.dst.is_ipv6()
+            })
+            .unwrap_or_else(|| panic!("no IPv6 {proto:?} record in {ns} ({initiated})"))
+    };
+    for (ns, initiated) in [(client_ns, true), (server_ns, false)] {
+        let r = v6(ns, Protocol::Tcp, initiated);
+        assert_eq!((r.src, r.dst), (run.tcp6_local, s6(TCP_OPEN)));
+        assert_eq!(r.outcome, Outcome::Established);
+        let r = v6(ns, Protocol::Udp, initiated);
+        assert_eq!((r.src, r.dst), (run.udp6_local, s6(UDP_ECHO)));
+        assert_eq!(r.outcome, Outcome::Replied);
+    }
+    assert_eq!(run.tcp6_local.ip(), IpAddr::V6(topo.client_ip6));
 
     // Exactly one record per attempt and flow.
     assert_eq!(records.len(), expected, "{records:#?}");

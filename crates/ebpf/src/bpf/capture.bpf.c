@@ -72,6 +72,7 @@ struct tcp_conn {
 
 struct drop_info {
 	__u64 netns;
+	__u64 ts_ns;
 	__u32 reason;
 	__u32 pad;
 };
@@ -295,14 +296,16 @@ int BPF_PROG(on_set_state, const struct sock *sk, const int oldstate, const int 
 			reason = c->drop_reason;
 			drop_netns = c->drop_netns;
 		} else {
-			// A SYN dropped on the way out, or the SYN-ACK dropped on the way back.
+			// A SYN dropped on the way out, or the SYN-ACK dropped on the way back,
+			// since this attempt started (older entries are from an earlier use of
+			// the same 4-tuple).
 			struct drop_info *d = bpf_map_lookup_elem(&tcp_drops, &t);
 			struct tuple r;
-			if (!d) {
+			if (!d || d->ts_ns < ts) {
 				reverse(&t, &r);
 				d = bpf_map_lookup_elem(&tcp_drops, &r);
 			}
-			if (d) {
+			if (d && d->ts_ns >= ts) {
 				outcome = OUTCOME_DROPPED;
 				reason = d->reason;
 				drop_netns = d->netns;
@@ -417,7 +420,8 @@ int BPF_PROG(on_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 	if (reason <= bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED))
 		return 0;
 	struct tuple t;
-	if (!skb_tuple(skb, &t))
+	__u32 l4 = skb_tuple(skb, &t);
+	if (!l4)
 		return 0;
 
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
@@ -447,7 +451,11 @@ int BPF_PROG(on_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 			return 0;
 		}
 	}
-	struct drop_info d = { .netns = netns, .reason = reason };
+	// Without an owning attempt, only handshake packets (SYN, SYN-ACK) matter.
+	__u8 flags = 0;
+	if (bpf_probe_read_kernel(&flags, 1, BPF_CORE_READ(skb, head) + l4 + 13) || !(flags & 0x02))
+		return 0;
+	struct drop_info d = { .netns = netns, .ts_ns = bpf_ktime_get_ns(), .reason = reason };
 	bpf_map_update_elem(&tcp_drops, &t, &d, BPF_ANY);
 	return 0;
 }
