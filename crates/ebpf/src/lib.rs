@@ -313,7 +313,7 @@ impl Capture {
         if now.saturating_sub(self.last_sweep) >= (self.udp_idle / 4).max(Duration::from_millis(50))
         {
             self.last_sweep = now;
-            n += self.sweep_udp(now, &clock, f)?;
+            n += self.sweep_udp(now, &clock, f);
         }
         Ok(n)
     }
@@ -342,22 +342,25 @@ impl Capture {
         now: Duration,
         clock: &WallClock,
         f: &mut dyn FnMut(FlowRecord),
-    ) -> Result<usize, Error> {
+    ) -> usize {
         let flows = &self.skel.maps.udp_flows;
         let idle_ns = self.udp_idle.as_nanos() as u64;
         let now_ns = now.as_nanos() as u64;
+        // One syscall per 1024 flows; per-key lookups where batch lookups are unsupported.
+        let entries: Vec<(Vec<u8>, Vec<u8>)> =
+            match flows.lookup_batch(1024, MapFlags::ANY, MapFlags::ANY) {
+                Ok(batch) => batch.collect(),
+                Err(_) => flows
+                    .keys()
+                    .filter_map(|k| match flows.lookup(&k, MapFlags::ANY) {
+                        Ok(Some(v)) => Some((k, v)),
+                        _ => None,
+                    })
+                    .collect(),
+            };
         let mut expired = Vec::new();
-        for key in flows.keys() {
-            let value = flows
-                .lookup(&key, MapFlags::ANY)
-                .map_err(|source| Error::Runtime {
-                    what: "reading the UDP flow map",
-                    source,
-                })?;
-            let (Some(k), Some(v)) = (
-                UdpKey::parse(&key),
-                value.as_deref().and_then(UdpFlowValue::parse),
-            ) else {
+        for (key, value) in entries {
+            let (Some(k), Some(v)) = (UdpKey::parse(&key), UdpFlowValue::parse(&value)) else {
                 continue;
             };
             if now_ns.saturating_sub(v.last_ns) >= idle_ns {
@@ -377,7 +380,7 @@ impl Capture {
             f(event::udp_final(&k, &v, clock, &self.drop_names));
             n += 1;
         }
-        Ok(n)
+        n
     }
 }
 
