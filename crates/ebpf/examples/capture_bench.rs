@@ -63,6 +63,7 @@ fn main() -> ExitCode {
     let mut rate = 20_000u64;
     let mut secs = 5.0f64;
     let mut concurrency = 8usize;
+    let mut opts = Options::default();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().and_then(|v| v.parse::<f64>().ok());
@@ -70,8 +71,12 @@ fn main() -> ExitCode {
             ("--rate", Some(v)) => rate = v as u64,
             ("--duration", Some(v)) => secs = v,
             ("--concurrency", Some(v)) => concurrency = v as usize,
+            ("--ringbuf-bytes", Some(v)) => opts.ringbuf_bytes = v as u32,
             _ => {
-                eprintln!("usage: capture_bench [--rate N] [--duration SECS] [--concurrency N]");
+                eprintln!(
+                    "usage: capture_bench [--rate N] [--duration SECS] [--concurrency N] \
+                     [--ringbuf-bytes N]"
+                );
                 return ExitCode::from(64);
             }
         }
@@ -91,7 +96,7 @@ fn main() -> ExitCode {
     let ns_inode = netns_of(&ns_path).expect("netns inode");
     let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
 
-    let mut capture = match Capture::start(&Options::default()) {
+    let mut capture = match Capture::start(&opts) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("capture_bench: {e}");
@@ -173,6 +178,7 @@ fn main() -> ExitCode {
         100.0 * bpf_time.as_secs_f64() / wall.as_secs_f64(),
     );
     if missing > 0 || capture.lost() > 0 {
+        eprintln!("capture_bench: records were lost");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
