@@ -16,7 +16,8 @@
 //!
 //! Per-connection state lives in LRU hash maps in the kernel; only final outcomes cross the
 //! ring buffer (one event per connection). Events lost to a full ring buffer are counted
-//! per CPU and reported by [`Capture::lost`].
+//! per CPU and reported by [`Capture::lost`]; records too short to decode are counted by
+//! [`Capture::malformed`] and skipped.
 
 mod event;
 mod skel;
@@ -176,6 +177,9 @@ struct Pending {
 }
 
 /// A running capture: the BPF programs are attached until it is dropped.
+///
+/// Not `Send` (the ring buffer callback and libbpf handles are not): create it on the
+/// thread that polls it.
 pub struct Capture {
     // Field order is drop order: the ring buffer and links go before the object.
     ring: RingBuffer<'static>,
@@ -295,10 +299,17 @@ impl Capture {
         timeout: Duration,
         f: &mut dyn FnMut(FlowRecord),
     ) -> Result<usize, Error> {
-        self.ring.poll(timeout).map_err(|source| Error::Runtime {
-            what: "polling the ring buffer",
-            source,
-        })?;
+        match self.ring.poll(timeout) {
+            // A signal cut the wait short: hand over what is there.
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(Error::Runtime {
+                    what: "polling the ring buffer",
+                    source,
+                })
+            }
+            Ok(()) => {}
+        }
         let clock = WallClock::now();
         let mut n = 0;
         loop {
