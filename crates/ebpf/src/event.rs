@@ -13,6 +13,8 @@ pub(crate) const EVENT_LEN: usize = 72;
 pub(crate) const UDP_KEY_LEN: usize = 48;
 /// `struct udp_flow` size.
 pub(crate) const UDP_FLOW_LEN: usize = 32;
+/// Offset of `reported` in `struct udp_flow`.
+pub(crate) const UDP_FLOW_REPORTED: usize = 29;
 /// `struct tuple` size.
 pub(crate) const TUPLE_LEN: usize = 40;
 
@@ -55,7 +57,7 @@ pub(crate) struct UdpKey {
 /// `struct udp_flow`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct UdpFlowValue {
-    first_ns: u64,
+    pub(crate) first_ns: u64,
     pub(crate) last_ns: u64,
     drop_netns: u64,
     drop_reason: u32,
@@ -179,7 +181,7 @@ impl UdpFlowValue {
             drop_netns: u64_at(b, 16),
             drop_reason: u32_at(b, 24),
             initiated_here: b[28] != 0,
-            reported: b[29] != 0,
+            reported: b[UDP_FLOW_REPORTED] != 0,
         })
     }
 }

@@ -141,7 +141,8 @@ pub struct FlowRecord {
 /// Settings of [`Capture::start`].
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// A UDP flow without a reply for this long is reported as unanswered.
+    /// A UDP flow with no reply this long after its first packet is reported unanswered
+    /// (or dropped); a flow without packets for this long is forgotten.
     pub udp_idle: Duration,
     /// Ring buffer size: a power of two, at least one page.
     pub ringbuf_bytes: u32,
@@ -347,7 +348,8 @@ impl Capture {
         self.pending.borrow().malformed
     }
 
-    /// Reports and forgets UDP flows idle for at least `udp_idle`.
+    /// Reports UDP flows unanswered `udp_idle` after their first packet; forgets flows idle
+    /// for `udp_idle`.
     fn sweep_udp(
         &mut self,
         now: Duration,
@@ -369,27 +371,28 @@ impl Capture {
                     })
                     .collect(),
             };
-        let mut expired = Vec::new();
-        for (key, value) in entries {
+        let mut n = 0;
+        for (key, mut value) in entries {
             let (Some(k), Some(v)) = (UdpKey::parse(&key), UdpFlowValue::parse(&value)) else {
                 continue;
             };
+            // No reply within `udp_idle` of the first packet decides the outcome, even while
+            // the sender keeps retrying.
+            if !v.reported && now_ns.saturating_sub(v.first_ns) >= idle_ns {
+                f(event::udp_final(&k, &v, clock, &self.drop_names));
+                n += 1;
+            }
             if now_ns.saturating_sub(v.last_ns) >= idle_ns {
-                expired.push((key, k, v));
+                // Deleting a key that the LRU already evicted is fine.
+                let _ = flows.delete(&key);
+                if v.initiated_here {
+                    let _ = self.skel.maps.udp_origin.delete(&event::origin_key(&k));
+                }
+            } else if !v.reported && now_ns.saturating_sub(v.first_ns) >= idle_ns {
+                // Still active: keep it, reported, so it yields no second record.
+                value[event::UDP_FLOW_REPORTED] = 1;
+                let _ = flows.update(&key, &value, MapFlags::EXIST);
             }
-        }
-        let mut n = 0;
-        for (raw_key, k, v) in expired {
-            // Deleting a key that the LRU already evicted is fine.
-            let _ = flows.delete(&raw_key);
-            if v.initiated_here {
-                let _ = self.skel.maps.udp_origin.delete(&event::origin_key(&k));
-            }
-            if v.reported {
-                continue;
-            }
-            f(event::udp_final(&k, &v, clock, &self.drop_names));
-            n += 1;
         }
         n
     }

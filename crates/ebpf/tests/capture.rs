@@ -196,6 +196,11 @@ fn drive_client(netns: PathBuf, server: Ipv4Addr, server6: Ipv6Addr) -> ClientRu
     assert_eq!(echo.recv(&mut buf).unwrap(), 4);
     let closed = udp(UDP_CLOSED);
     let dropped = udp(UDP_INPUT_DROP);
+    // Retries past the idle time (1 s) still make one record, decided 1 s after the first.
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(500));
+        dropped.send(b"ping").unwrap();
+    }
 
     let to6 = |port| SocketAddr::new(IpAddr::V6(server6), port);
     let stream = TcpStream::connect_timeout(&to6(TCP_OPEN), Duration::from_secs(3)).unwrap();
