@@ -9,10 +9,17 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use flow::hubble::{EnumVal, EventType, Flow, Ip, Layer4, Ports, Str, Uint};
 use netpol::Protocol;
+
+use crate::metrics::Metrics;
+use crate::pipeline::{Observation, Side};
+use crate::source::Source;
 
 /// How a connection ended, as far as policy is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +109,67 @@ pub fn connection_flow(
         Outcome::Failed => {}
     }
     flow
+}
+
+/// The node's own eBPF capture (crate `ebpf`): every TCP connection attempt and UDP flow,
+/// with its outcome. Needs root (or CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN) and kernel BTF.
+pub struct EbpfSource {
+    pub options: ebpf::Options,
+}
+
+/// One capture record as the judge sees it.
+pub fn observation(record: &ebpf::FlowRecord) -> Observation {
+    let protocol = match record.protocol {
+        ebpf::Protocol::Tcp => Protocol::Tcp,
+        ebpf::Protocol::Udp => Protocol::Udp,
+    };
+    let outcome = match &record.outcome {
+        ebpf::Outcome::Established | ebpf::Outcome::Replied => Outcome::Delivered,
+        ebpf::Outcome::Dropped { name, .. } => Outcome::Dropped(name.clone()),
+        ebpf::Outcome::Refused | ebpf::Outcome::Unanswered => Outcome::Failed,
+    };
+    Observation::Connection {
+        flow: Box::new(connection_flow(
+            record.time,
+            protocol,
+            record.src,
+            record.dst,
+            &outcome,
+        )),
+        side: if record.initiated_here {
+            Side::Initiator
+        } else {
+            Side::Acceptor
+        },
+    }
+}
+
+impl Source for EbpfSource {
+    fn name(&self) -> &'static str {
+        "ebpf"
+    }
+
+    fn run(
+        self: Box<Self>,
+        out: SyncSender<Observation>,
+        stop: Arc<AtomicBool>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<()> {
+        let mut capture = ebpf::Capture::start(&self.options)?;
+        tracing::info!("eBPF capture attached");
+        let mut gone = false;
+        while !stop.load(Ordering::Relaxed) && !gone {
+            capture.poll(Duration::from_millis(100), &mut |record| {
+                if !gone && out.send(observation(&record)).is_err() {
+                    gone = true;
+                }
+            })?;
+            metrics
+                .lost_events
+                .store(capture.lost(), Ordering::Relaxed);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ use crate::Settings;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum SourceKind {
+    /// The node's own eBPF capture (root, kernel BTF).
+    Ebpf,
     /// Replay Hubble JSON lines from --file.
     File,
 }
@@ -28,11 +30,14 @@ enum SourceKind {
 #[command(name = "policyhub-collector", version)]
 struct Args {
     /// Where flows come from.
-    #[arg(long, value_enum, default_value = "file", env = "POLICYHUB_SOURCE")]
+    #[arg(long, value_enum, default_value = "ebpf", env = "POLICYHUB_SOURCE")]
     source: SourceKind,
     /// Hubble JSON lines for `--source file` (`-`: standard input; gzip is detected).
     #[arg(long, env = "POLICYHUB_FILE")]
     file: Option<PathBuf>,
+    /// `--source ebpf`: a UDP flow without a reply for this long is unanswered.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    udp_idle: Duration,
     /// Inventory snapshots (`kubectl get -A -o yaml` output: namespaces, pods, policies),
     /// reloaded when they change. Without them the inventory is watched through the
     /// Kubernetes API (in-cluster service account, or the kubeconfig).
@@ -207,6 +212,12 @@ async fn shutdown_signal() {
 async fn run(args: Args) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let source: Box<dyn Source> = match args.source {
+        SourceKind::Ebpf => Box::new(crate::capture::EbpfSource {
+            options: ebpf::Options {
+                udp_idle: args.udp_idle,
+                ..Default::default()
+            },
+        }),
         SourceKind::File => Box::new(FileSource {
             path: args
                 .file

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use flow::hubble::Flow;
+use flow::hubble::{Flow, Str};
 use flow::Validator;
 use flowtypes::ValidationPayload;
 use netpol::{Endpoint, Engine};
@@ -39,9 +39,10 @@ pub enum Observation {
     /// A Hubble flow as one JSON line (file replay, the gRPC stream): Hubble already reports
     /// only this node's endpoints, so every line is judged.
     Line(Vec<u8>),
-    /// A connection of this node's capture, in the validator's shape. Each connection is
-    /// judged once in the cluster: by the initiator's node when the initiator is a local
-    /// pod, otherwise by the acceptor's node.
+    /// A connection of this node's capture, in the validator's shape. Each pod connection
+    /// is judged once in the cluster: by the initiator's node when the initiator is a local
+    /// pod, otherwise by the acceptor's node when the acceptor is a local pod. Connections
+    /// of the host's own processes with the outside are not pod traffic and are skipped.
     Connection {
         flow: Box<Flow<'static>>,
         side: Side,
@@ -111,13 +112,16 @@ impl Judge {
                 let _ = self.validator.push_line(self.seen, &line);
             }
             Observation::Connection { flow, side } => {
-                let src = flow
-                    .ip
-                    .as_ref()
-                    .and_then(|ip| ip.source.as_deref())
-                    .and_then(|s| s.parse::<IpAddr>().ok());
-                let local_src = src.is_some_and(|ip| self.is_local(ip));
-                if (side == Side::Initiator) != local_src {
+                let addr = |s: Option<&Str<'_>>| s.and_then(|s| s.parse::<IpAddr>().ok());
+                let ip = flow.ip.as_ref();
+                let local = |a: Option<IpAddr>| a.is_some_and(|a| self.is_local(a));
+                let local_src = local(addr(ip.and_then(|i| i.source.as_ref())));
+                let local_dst = local(addr(ip.and_then(|i| i.destination.as_ref())));
+                let judged = match side {
+                    Side::Initiator => local_src,
+                    Side::Acceptor => local_dst && !local_src,
+                };
+                if !judged {
                     self.metrics.skipped_remote.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
