@@ -218,9 +218,10 @@ async fn read_pem(path: &Path, what: &'static str, label: &str) -> Result<Vec<u8
             source,
         })?;
     let text = String::from_utf8_lossy(&pem);
+    let end = format!("{label}-----");
     let found = text
         .lines()
-        .any(|l| l.starts_with("-----BEGIN ") && l.trim_end().ends_with(&format!("{label}-----")));
+        .any(|l| l.starts_with("-----BEGIN ") && l.trim_end().ends_with(&end));
     if !found {
         return Err(Error::NotPem {
             what,

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use flow::hubble::parse_line;
 use hubble_client::proto::flow::{
@@ -169,13 +169,21 @@ async fn tls_and_mutual_tls_over_tcp() {
 }
 
 #[tokio::test]
-async fn plain_tcp() {
-    let hubble = FakeHubble::new(vec![response(samples()[2].clone())], vec![]);
-    let (addr, _server) = serve_tcp(hubble, None).await;
-    let target = hubble_client::target_from_str(&addr).unwrap();
-    let mut run = Run::start(config(target));
+async fn plain_tcp_from_a_given_start_time() {
+    // The fake honours `since`: the flow before it is not served.
+    let script = vec![
+        response(samples()[1].clone()),
+        response(samples()[2].clone()),
+    ];
+    let hubble = FakeHubble::new(script, vec![]);
+    let (addr, _server) = serve_tcp(hubble.clone(), None).await;
+    let mut config = config(hubble_client::target_from_str(&addr).unwrap());
+    config.since = Some(UNIX_EPOCH + Duration::from_secs(T0 as u64 + 1));
+    let mut run = Run::start(config);
     let lines = run.take(1).await;
     assert_reads_back(&lines[0], &samples()[2]);
+    run.assert_quiet(Duration::from_millis(100)).await;
+    assert_eq!(hubble.requests()[0].since, Some(ts(T0 + 1, 0)));
     run.shutdown().await.unwrap();
 }
 
