@@ -12,6 +12,7 @@
 pub mod catalog;
 pub mod compose;
 pub mod generate;
+pub mod lab;
 pub mod nft;
 pub mod verify;
 

@@ -4,117 +4,17 @@
 //! other listening port is dropped. Needs root, `ip` and `nft` (scripts/setup.d/netns.sh);
 //! in CI (`CI=true`) a missing prerequisite fails the test instead of skipping it.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use netpol::{Endpoint, Protocol};
 use segment::generate::generate;
+use segment::lab::{self, Lab};
 use segment::{Catalog, Format, Mode, Node};
-
-const SERVER: &str = r#"
-import socket, sys, threading
-socks = []
-for p in sys.argv[1:]:
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", int(p)))
-    s.listen(64)
-    socks.append(s)
-def serve(s):
-    while True:
-        c, _ = s.accept()
-        c.close()
-for s in socks:
-    threading.Thread(target=serve, args=(s,), daemon=True).start()
-print("ready", flush=True)
-sys.stdin.read()
-"#;
-
-const PROBE: &str = r#"
-import json, socket, sys, threading
-targets = json.loads(sys.argv[1])
-res = [None] * len(targets)
-def probe(i, ip, port):
-    s = socket.socket()
-    s.settimeout(2.0)
-    try:
-        s.connect((ip, port))
-        res[i] = True
-    except Exception:
-        res[i] = False
-    finally:
-        s.close()
-ts = [threading.Thread(target=probe, args=(i, ip, p)) for i, (ip, p) in enumerate(targets)]
-for t in ts: t.start()
-for t in ts: t.join()
-print(json.dumps(res))
-"#;
-
-/// Namespaces and processes the test created; removed on drop, whatever happens.
-struct Lab {
-    namespaces: Vec<String>,
-    children: Vec<Child>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn in_ns(ns: &str, args: &[&str]) {
-    let mut all = vec!["ip", "netns", "exec", ns];
-    all.extend_from_slice(args);
-    sh(&all);
-}
-
-/// Whether the prerequisites are there; in CI their absence is a failure.
-fn prerequisites() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let tools = ["ip", "nft", "python3"].iter().all(|t| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if root && tools {
-        return true;
-    }
-    let why = format!("needs root, ip, nft and python3 (root: {root}, tools: {tools}); run scripts/setup.d/netns.sh as root");
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "netns test cannot run in CI: {why}"
-    );
-    eprintln!("SKIPPED netns test: {why}");
-    false
-}
 
 #[test]
 fn generated_policies_hold_with_real_packets() {
-    if !prerequisites() {
+    if !lab::prerequisites("netns test") {
         return;
     }
     let text = std::fs::read_to_string(
@@ -135,32 +35,10 @@ fn generated_policies_hold_with_real_packets() {
         )
     };
 
-    let tag = std::process::id() % 100_000;
-    let mut lab = Lab {
-        namespaces: Vec::new(),
-        children: Vec::new(),
-    };
-    let switch = format!("phsw{tag}");
-    sh(&["ip", "netns", "add", &switch]);
-    lab.namespaces.push(switch.clone());
-    in_ns(&switch, &["ip", "link", "add", "br0", "type", "bridge"]);
-    in_ns(&switch, &["ip", "link", "set", "br0", "up"]);
+    let mut lab = Lab::new("phs").unwrap();
+    let mut hosts = Vec::new();
     for (i, s) in services.iter().enumerate() {
-        let ns = format!("phs{tag}-{i}");
-        sh(&["ip", "netns", "add", &ns]);
-        lab.namespaces.push(ns.clone());
-        let (a, b) = (format!("v{tag}a{i}"), format!("v{tag}b{i}"));
-        sh(&[
-            "ip", "link", "add", &a, "netns", &ns, "type", "veth", "peer", "name", &b, "netns",
-            &switch,
-        ]);
-        in_ns(&switch, &["ip", "link", "set", &b, "master", "br0", "up"]);
-        in_ns(
-            &ns,
-            &["ip", "addr", "add", &format!("{}/24", ip(i)), "dev", &a],
-        );
-        in_ns(&ns, &["ip", "link", "set", &a, "up"]);
-        in_ns(&ns, &["ip", "link", "set", "lo", "up"]);
+        let ns = lab.add_host(ip(i), 24).unwrap();
         // nftables from the evaluated connectivity of this service with every other one.
         let me = pod(&s.name);
         let (mut inbound, mut outbound) = (Vec::new(), Vec::new());
@@ -171,40 +49,15 @@ fn generated_policies_hold_with_real_packets() {
                 outbound.push((ip(j), engine.allowed_ports(&me, &other).l4()));
             }
         }
-        let rules = segment::nft::ruleset(&inbound, &outbound);
-        let mut nft = Command::new("ip")
-            .args(["netns", "exec", &ns, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+        lab.nft(&ns, &segment::nft::ruleset(&inbound, &outbound))
             .unwrap();
-        nft.stdin
-            .take()
-            .unwrap()
-            .write_all(rules.as_bytes())
-            .unwrap();
-        let res = nft.wait_with_output().unwrap();
-        assert!(
-            res.status.success(),
-            "nft in {ns}: {}\n{rules}",
-            String::from_utf8_lossy(&res.stderr)
-        );
         if !s.ports.is_empty() {
-            let mut cmd = Command::new("ip");
-            cmd.args(["netns", "exec", &ns, "python3", "-c", SERVER]);
-            cmd.args(s.ports.iter().map(|(_, p)| p.to_string()));
-            let mut child = cmd
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut line = String::new();
-            BufReader::new(child.stdout.as_mut().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            assert_eq!(line.trim(), "ready", "server for {}", s.name);
-            lab.children.push(child);
+            let listeners: Vec<String> =
+                s.ports.iter().map(|(_, p)| format!("tcp:{p}")).collect();
+            lab.serve(&ns, &listeners)
+                .unwrap_or_else(|e| panic!("server for {}: {e}", s.name));
         }
+        hosts.push(ns);
     }
 
     // Probe every listening port of every other service from every service, in parallel.
@@ -221,23 +74,9 @@ fn generated_policies_hold_with_real_packets() {
                     .map(move |(_, port)| (j, *port))
             })
             .collect();
-        let list: Vec<(String, u16)> = targets
-            .iter()
-            .map(|&(j, p)| (ip(j).to_string(), p))
-            .collect();
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &format!("phs{tag}-{i}"),
-                "python3",
-                "-c",
-                PROBE,
-                &serde_json::to_string(&list).unwrap(),
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let list: Vec<(&str, IpAddr, u16)> =
+            targets.iter().map(|&(j, p)| ("tcp", ip(j), p)).collect();
+        let child = lab.probe(&hosts[i], &list, 2.0).unwrap();
         probes.push((s.name.clone(), targets, child));
     }
     let documented = |src: &str, dst: &str, port: u16| {
@@ -249,9 +88,8 @@ fn generated_policies_hold_with_real_packets() {
     };
     let (mut connected, mut dropped, mut wrong) = (0, 0, Vec::new());
     for (src, targets, child) in probes {
-        let out = child.wait_with_output().unwrap();
-        let results: Vec<bool> = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("probe output of {src}: {e}"));
+        let results =
+            lab::probe_results(child).unwrap_or_else(|e| panic!("probe of {src}: {e}"));
         for (&(j, port), ok) in targets.iter().zip(results) {
             let dst = &services[j].name;
             let model = engine
