@@ -157,6 +157,7 @@ impl Source for EbpfSource {
     ) -> anyhow::Result<()> {
         let mut capture = ebpf::Capture::start(&self.options)?;
         tracing::info!("eBPF capture attached");
+        metrics.source_up.store(true, Ordering::Relaxed);
         let mut gone = false;
         while !stop.load(Ordering::Relaxed) && !gone {
             capture.poll(Duration::from_millis(100), &mut |record| {
@@ -164,9 +165,7 @@ impl Source for EbpfSource {
                     gone = true;
                 }
             })?;
-            metrics
-                .lost_events
-                .store(capture.lost(), Ordering::Relaxed);
+            metrics.lost_events.store(capture.lost(), Ordering::Relaxed);
         }
         Ok(())
     }

@@ -13,13 +13,15 @@ use tokio::sync::watch;
 use crate::metrics::Metrics;
 use crate::pipeline::Snapshot;
 use crate::report::HubConfig;
-use crate::source::{FileSource, Source};
+use crate::source::{FileSource, HubbleSource, Source};
 use crate::Settings;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum SourceKind {
     /// The node's own eBPF capture (root, kernel BTF).
     Ebpf,
+    /// Hubble's GetFlows stream from --hubble-address.
+    Hubble,
     /// Replay Hubble JSON lines from --file.
     File,
 }
@@ -35,6 +37,25 @@ struct Args {
     /// Hubble JSON lines for `--source file` (`-`: standard input; gzip is detected).
     #[arg(long, env = "POLICYHUB_FILE")]
     file: Option<PathBuf>,
+    /// `--source hubble`: `unix:///var/run/cilium/hubble.sock`, or a relay `host:port`,
+    /// `https://host:port` (TLS).
+    #[arg(
+        long,
+        env = "POLICYHUB_HUBBLE_ADDRESS",
+        default_value = "unix:///var/run/cilium/hubble.sock"
+    )]
+    hubble_address: String,
+    /// CA bundle for a TLS relay (default: the system roots).
+    #[arg(long, env = "POLICYHUB_HUBBLE_TLS_CA")]
+    hubble_tls_ca: Option<PathBuf>,
+    /// Client certificate and key for mutual TLS.
+    #[arg(long, env = "POLICYHUB_HUBBLE_TLS_CERT", requires = "hubble_tls_key")]
+    hubble_tls_cert: Option<PathBuf>,
+    #[arg(long, env = "POLICYHUB_HUBBLE_TLS_KEY", requires = "hubble_tls_cert")]
+    hubble_tls_key: Option<PathBuf>,
+    /// Name the relay's certificate is checked against (default: the address's host).
+    #[arg(long, env = "POLICYHUB_HUBBLE_TLS_SERVER_NAME")]
+    hubble_tls_server_name: Option<String>,
     /// `--source ebpf`: a UDP flow without a reply for this long is unanswered.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     udp_idle: Duration,
@@ -177,6 +198,29 @@ fn hostname() -> String {
         .unwrap_or_else(|| "local".into())
 }
 
+/// The Hubble client settings from the command line; TLS options switch TLS on.
+fn hubble_config(args: &Args) -> anyhow::Result<hubble_client::Config> {
+    let mut target = hubble_client::target_from_str(&args.hubble_address)?;
+    let tls_wanted = args.hubble_tls_ca.is_some()
+        || args.hubble_tls_cert.is_some()
+        || args.hubble_tls_server_name.is_some();
+    if let hubble_client::Target::Tcp { tls, .. } = &mut target {
+        if tls_wanted {
+            let t = tls.get_or_insert_with(Default::default);
+            t.ca = args.hubble_tls_ca.clone().or(t.ca.take());
+            t.cert = args.hubble_tls_cert.clone();
+            t.key = args.hubble_tls_key.clone();
+            t.server_name = args.hubble_tls_server_name.clone();
+        }
+    } else if tls_wanted {
+        anyhow::bail!("--hubble-tls-* options need a TCP --hubble-address, not a Unix socket");
+    }
+    Ok(hubble_client::Config {
+        target,
+        ..Default::default()
+    })
+}
+
 fn token(args: &Args) -> anyhow::Result<String> {
     match (&args.token, &args.token_file) {
         (Some(t), _) => Ok(t.trim().to_string()),
@@ -217,6 +261,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 udp_idle: args.udp_idle,
                 ..Default::default()
             },
+        }),
+        SourceKind::Hubble => Box::new(HubbleSource {
+            config: hubble_config(&args)?,
         }),
         SourceKind::File => Box::new(FileSource {
             path: args

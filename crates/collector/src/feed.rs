@@ -19,6 +19,7 @@ pub async fn publish(
     node: Option<String>,
     out: watch::Sender<Option<Arc<Snapshot>>>,
 ) {
+    let mut published = 0;
     loop {
         let (inv, node) = (inventory.clone(), node.clone());
         let built = tokio::task::spawn_blocking(move || {
@@ -32,7 +33,8 @@ pub async fn publish(
         })
         .await;
         match built {
-            Ok(Ok(snapshot)) if snapshot.generation > 0 => {
+            Ok(Ok(snapshot)) if snapshot.generation > published => {
+                published = snapshot.generation;
                 tracing::info!(
                     generation = snapshot.generation,
                     pods = snapshot.engine.inventory().pods.len(),

@@ -50,18 +50,19 @@ pub struct Settings {
     pub queue: usize,
 }
 
-/// The reporter identity of one collector run: `node/run-<start time>-<pid>`. Every run
+/// The reporter identity of one collector run: `node/run-<start time>-<pid>`
+/// (`node-a/run-20261123T150036Z-4242`). Every run
 /// reports under its own identity, so a restart in the middle of an hour adds to what the
 /// previous run reported for that hour instead of replacing it.
 pub fn run_identity(node: &str) -> String {
     let secs = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs()) as i64;
-    format!(
-        "{node}/run-{}-{}",
-        flow::synth::rfc3339(secs, 0),
-        std::process::id()
-    )
+    let start: String = flow::synth::rfc3339(secs, 0)[..19]
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect();
+    format!("{node}/run-{start}Z-{}", std::process::id())
 }
 
 /// Runs until the source ends (a replayed file) or `stop` resolves; then flushes what the

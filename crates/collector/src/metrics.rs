@@ -33,8 +33,10 @@ pub struct Metrics {
     pub spool_batches: AtomicU64,
     pub spool_bytes: AtomicU64,
     pub spool_dropped: AtomicU64,
-    /// Set once an inventory is loaded and the source runs.
+    /// Set once an inventory is loaded and the judge runs.
     pub ready: AtomicBool,
+    /// Set by the source once it sees flows (the eBPF programs attached, the file open).
+    pub source_up: AtomicBool,
 }
 
 impl Metrics {
@@ -148,10 +150,15 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         .route(
             "/readyz",
             get(move || async move {
-                if metrics.ready.load(Ordering::Relaxed) {
+                if metrics.ready.load(Ordering::Relaxed)
+                    && metrics.source_up.load(Ordering::Relaxed)
+                {
                     (StatusCode::OK, "ready")
                 } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "waiting for the inventory")
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "waiting for the inventory and the source",
+                    )
                 }
             }),
         )

@@ -37,9 +37,10 @@ impl Source for FileSource {
         self: Box<Self>,
         out: SyncSender<Observation>,
         stop: Arc<AtomicBool>,
-        _metrics: Arc<Metrics>,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<()> {
         let mut input = open(&self.path)?;
+        metrics.source_up.store(true, Ordering::Relaxed);
         let mut line = Vec::new();
         loop {
             if stop.load(Ordering::Relaxed) {
@@ -74,4 +75,59 @@ fn open(path: &std::path::Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
     } else {
         Box::new(reader)
     })
+}
+
+/// Hubble's `GetFlows` stream (the node's agent socket, or a relay over TCP/TLS), followed
+/// with reconnects and resumed without duplicates (crate `hubble_client`).
+pub struct HubbleSource {
+    pub config: hubble_client::Config,
+}
+
+impl Source for HubbleSource {
+    fn name(&self) -> &'static str {
+        "hubble"
+    }
+
+    fn run(
+        self: Box<Self>,
+        out: SyncSender<Observation>,
+        stop: Arc<AtomicBool>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let stats = Arc::new(hubble_client::Stats::default());
+        metrics.source_up.store(true, Ordering::Relaxed);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4096);
+        runtime.block_on(async {
+            let stopped = {
+                let stop = stop.clone();
+                async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+            };
+            let follow = tokio::spawn(hubble_client::follow(
+                self.config,
+                stats.clone(),
+                tx,
+                stopped,
+            ));
+            while let Some(line) = rx.recv().await {
+                metrics
+                    .source_reconnects
+                    .store(stats.reconnects(), Ordering::Relaxed);
+                metrics
+                    .lost_events
+                    .store(stats.lost_events(), Ordering::Relaxed);
+                if out.send(Observation::Line(line)).is_err() {
+                    break;
+                }
+            }
+            follow.await??;
+            Ok(())
+        })
+    }
 }

@@ -561,6 +561,18 @@ impl<E: Borrow<Engine>> Validator<E> {
         let engine = self.resolver.engine();
         let d = engine.decide(src, dst, protocol, port);
         let side = |ep: Option<&hubble::Endpoint<'_>>, resolved: &Endpoint| {
+            // An event without Kubernetes information (a capture's, an address only) names
+            // the pod it was resolved to.
+            let inventory_pod = match resolved {
+                Endpoint::Pod(i) if ep.is_none_or(|e| e.namespace.is_none()) => {
+                    engine.inventory().pods.get(*i)
+                }
+                _ => None,
+            };
+            if let Some(p) = inventory_pod {
+                let labels = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                return (p.namespace.clone(), Some(p.name.clone()), labels);
+            }
             let ns = ep
                 .and_then(|e| e.namespace.as_deref())
                 .unwrap_or_default()

@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/validation/summary", get(summary))
         .route("/api/validation/coverage-gaps", get(coverage_gaps))
         .route("/api/validation/blocked-flows", get(blocked_flows))
+        .route("/api/validation/events", get(events))
         .route("/api/operator/validation", post(ingest))
         .merge(crate::ui::router())
         .layer(DefaultBodyLimit::max(limit))
@@ -567,6 +568,39 @@ async fn blocked_flows(
     ))
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventsQuery {
+    cluster_id: String,
+    limit: Option<i64>,
+    /// Only events of this discrepancy (`ENFORCEMENT_GAP`, `UNEXPECTED_DROP`, ...).
+    discrepancy: Option<String>,
+}
+
+/// The sampled judgements collectors sent (newest first, within the event TTL).
+async fn events(
+    State(state): State<AppState>,
+    who: Principal,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Value>, AppError> {
+    owned_cluster(&state, &who, &q.cluster_id).await?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let docs = state
+        .store
+        .events(&who.org_id, &q.cluster_id, limit)
+        .await?;
+    let events: Vec<Value> = docs
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter(|e| {
+            q.discrepancy
+                .as_deref()
+                .is_none_or(|want| e["discrepancy"].as_str() == Some(want))
+        })
+        .collect();
+    Ok(Json(json!({"clusterId": q.cluster_id, "events": events})))
+}
+
 /// Unix seconds of an RFC 3339 UTC time such as `2025-03-14T09:00:00Z`.
 pub fn parse_utc(text: &str) -> Option<i64> {
     let b = text.as_bytes();
@@ -731,6 +765,15 @@ pub fn openapi() -> Value {
     gaps["parameters"] = range.clone();
     let mut blocked = op("Top blocked flows (default limit 50)", "session");
     blocked["parameters"] = range;
+    let mut events = op(
+        "Sampled judgements, newest first (default limit 100)",
+        "session",
+    );
+    events["parameters"] = json!([
+        {"name": "clusterId", "in": "query", "required": true, "schema": {"type": "string"}},
+        {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+        {"name": "discrepancy", "in": "query", "schema": {"type": "string", "enum": ["MATCH", "ENFORCEMENT_GAP", "UNEXPECTED_DROP", "UNOBSERVED"]}}
+    ]);
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Policy Hub", "version": env!("CARGO_PKG_VERSION")},
@@ -751,6 +794,7 @@ pub fn openapi() -> Value {
             "/api/validation/summary": {"get": summary},
             "/api/validation/coverage-gaps": {"get": gaps},
             "/api/validation/blocked-flows": {"get": blocked},
+            "/api/validation/events": {"get": events},
             "/api/operator/validation": {"post": {"summary": "Collector ingestion: the `policyhub validate --output json` payload (gzip accepted); idempotent per cluster and hour", "security": [{"clusterToken": []}], "responses": {"202": {"description": "accepted"}, "400": {"description": "malformed payload, naming the field"}, "401": {"description": "missing, wrong or revoked cluster token"}, "413": {"description": "body over the limit"}}}},
             "/health/live": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
             "/health/ready": {"get": {"summary": "Readiness (database reachable)", "responses": {"200": {"description": "ready"}, "503": {"description": "database unreachable"}}}},
