@@ -2,7 +2,8 @@
 # The collector's Helm chart (deploy/collector/chart) and its plain manifests
 # (deploy/collector/manifests.yaml): `helm lint`, `helm template` for the default values and
 # for each variant below, every rendering validated by scripts/checks.d/helm_validate.py
-# (kinds, capabilities, mounts, RBAC, NODE_NAME, values referenced by templates exist),
+# (every field and type against the Kubernetes client's models, kinds, capabilities,
+# mounts, RBAC, NODE_NAME, values referenced by templates exist),
 # and manifests.yaml compared with the default rendering so the two never drift.
 #
 #   bash scripts/checks.d/helm.sh            # check (run by scripts/gates.sh)
@@ -26,10 +27,12 @@ MANIFESTS=deploy/collector/manifests.yaml
 NAMESPACE=policyhub-system
 RELEASE=policyhub-collector
 
-install_pyyaml() {
-  if ! "$PY" -c 'import yaml' 2>/dev/null; then
-    echo "installing python3-yaml"
-    apt-get update -qq && apt-get install -y -qq python3-yaml >/dev/null
+# PyYAML, and the Kubernetes client whose models give every object's fields and types.
+install_python_deps() {
+  if ! "$PY" -c 'import yaml, kubernetes.client' 2>/dev/null; then
+    echo "installing python3-yaml python3-kubernetes"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq python3-yaml python3-kubernetes >/dev/null
   fi
 }
 
@@ -85,7 +88,7 @@ EOF
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-install_pyyaml
+install_python_deps
 install_helm
 
 if [ "${1:-}" = "--update" ]; then

@@ -7,7 +7,8 @@ RENDER_DIR holds one `helm template` output per variant (default.yaml, token.yam
 hubble-socket.yaml, hubble-relay-mtls.yaml, extras.yaml). Checks the kinds, the DaemonSet's
 security context, capabilities, mounts, env and probes, the exact RBAC rules, and that
 every `.Values.x.y` a template references exists in values.yaml. Prints every problem and
-exits 1 when there is one. Standard library + PyYAML only.
+exits 1 when there is one. Needs PyYAML and the Kubernetes client (python3-kubernetes)
+for its models (no cluster is contacted).
 """
 
 import os
@@ -19,6 +20,18 @@ import yaml
 PROBLEMS = []
 
 EBPF_CAPS = {"BPF", "PERFMON", "NET_ADMIN", "SYS_RESOURCE"}
+# Kinds and the Kubernetes Python client's model of each (python3-kubernetes): every field
+# of a rendered object must exist in the model, with the right type. CRDs (ServiceMonitor)
+# have no model and are checked by hand.
+MODELS = {
+    ("apps/v1", "DaemonSet"): "V1DaemonSet",
+    ("v1", "ServiceAccount"): "V1ServiceAccount",
+    ("v1", "Service"): "V1Service",
+    ("v1", "Secret"): "V1Secret",
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): "V1ClusterRole",
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "V1ClusterRoleBinding",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): None,
+}
 RBAC = {
     ("", "namespaces"),
     ("", "pods"),
@@ -72,10 +85,49 @@ def env_of(container):
     return {e["name"]: e for e in container.get("env", [])}
 
 
+def check_schema(value, typ, where, path):
+    """`value` against the client model type `typ` (`V1PodSpec`, `list[V1Volume]`,
+    `dict(str, str)`, `str`, `int`, `bool`, `object`): unknown fields and wrong types."""
+    import kubernetes.client as models
+
+    here = f"{where}: {path}"
+    if typ.startswith("list["):
+        if check(isinstance(value, list), here, f"expected a list, got {value!r}"):
+            for i, v in enumerate(value):
+                check_schema(v, typ[5:-1], where, f"{path}[{i}]")
+    elif typ.startswith("dict("):
+        inner = typ[typ.index(",") + 1 : -1].strip()
+        if check(isinstance(value, dict), here, f"expected a map, got {value!r}"):
+            for k, v in value.items():
+                check_schema(v, inner, where, f"{path}.{k}")
+    elif typ == "str":
+        # Quantities (resources) are typed str in the client; the API also takes numbers.
+        quantity = any(f".{seg}." in path for seg in ("limits", "requests"))
+        ok = isinstance(value, str) or (quantity and isinstance(value, (int, float)))
+        check(ok, here, f"expected a string, got {value!r}")
+    elif typ == "int":
+        check(isinstance(value, int) and not isinstance(value, bool), here, f"expected an integer, got {value!r}")
+    elif typ == "bool":
+        check(isinstance(value, bool), here, f"expected true/false, got {value!r}")
+    elif typ in ("object", "datetime", "float"):
+        pass
+    else:
+        model = getattr(models, typ)
+        if not check(isinstance(value, dict), here, f"expected an object ({typ}), got {value!r}"):
+            return
+        fields = {j: py for py, j in model.attribute_map.items()}
+        for k, v in value.items():
+            if check(k in fields, here, f"unknown field {k!r} ({typ})"):
+                check_schema(v, model.openapi_types[fields[k]], where, f"{path}.{k}")
+
+
 def check_common(name, docs):
     for d in docs:
         meta = d.get("metadata", {})
         where = f"{name}: {d.get('kind')}/{meta.get('name')}"
+        key = (d.get("apiVersion"), d.get("kind"))
+        if check(key in MODELS, where, f"unexpected apiVersion/kind {key}") and MODELS[key]:
+            check_schema(d, MODELS[key], where, "")
         check(d.get("apiVersion"), where, "no apiVersion")
         check(meta.get("name"), where, "no metadata.name")
         labels = meta.get("labels", {})
