@@ -11,7 +11,7 @@ use clap::{Parser, ValueEnum};
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
-use crate::pipeline::Snapshot;
+use crate::pipeline::Snapshots;
 use crate::report::HubConfig;
 use crate::source::{FileSource, HubbleSource, Source};
 use crate::Settings;
@@ -151,7 +151,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 
 /// Starts keeping the inventory current (snapshot files or the Kubernetes API) and
 /// publishing judge snapshots from it.
-async fn watch_inventory(args: &Args) -> anyhow::Result<watch::Receiver<Option<Arc<Snapshot>>>> {
+async fn watch_inventory(args: &Args) -> anyhow::Result<Snapshots> {
     let shared = inventory::SharedInventory::default();
     let (changed_tx, changed) = watch::channel(0);
     if args.snapshots.is_empty() {

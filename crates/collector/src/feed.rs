@@ -8,7 +8,7 @@ use std::sync::Arc;
 use inventory::SharedInventory;
 use tokio::sync::watch;
 
-use crate::pipeline::Snapshot;
+use crate::pipeline::{Snapshot, SnapshotSender};
 
 /// Publishes a snapshot for the current inventory and after every change, until either
 /// channel closes. `node`: this node's name (its pods are the local ones); `None` makes
@@ -17,7 +17,7 @@ pub async fn publish(
     inventory: SharedInventory,
     mut changed: watch::Receiver<u64>,
     node: Option<String>,
-    out: watch::Sender<Option<Arc<Snapshot>>>,
+    out: SnapshotSender,
 ) {
     let mut published = 0;
     loop {

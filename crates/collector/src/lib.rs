@@ -23,10 +23,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
-use crate::pipeline::{Judge, Observation, Snapshot};
+use crate::pipeline::{Judge, Observation, Snapshots};
 use crate::report::{HubConfig, Reporter, Spool};
 use crate::source::Source;
 
@@ -70,7 +70,7 @@ pub fn run_identity(node: &str) -> String {
 pub async fn run(
     settings: Settings,
     source: Box<dyn Source>,
-    mut snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+    mut snapshots: Snapshots,
     metrics: Arc<Metrics>,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -166,7 +166,7 @@ pub async fn run(
 fn judge_loop(
     mut judge: Judge,
     rx: Receiver<Observation>,
-    mut snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+    mut snapshots: Snapshots,
     spool: Arc<Mutex<Spool>>,
     wake: Arc<Notify>,
     interval: Duration,

@@ -25,6 +25,11 @@ pub struct Snapshot {
     pub generation: u64,
 }
 
+/// The judge's view of the inventory: the latest snapshot (`None` until one is built).
+pub type Snapshots = tokio::sync::watch::Receiver<Option<Arc<Snapshot>>>;
+/// Where snapshots are published.
+pub type SnapshotSender = tokio::sync::watch::Sender<Option<Arc<Snapshot>>>;
+
 /// Which end of a connection this node's capture saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {

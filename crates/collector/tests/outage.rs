@@ -9,29 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use collector::metrics::Metrics;
-use collector::pipeline::{Observation, Snapshot};
-use collector::report::HubConfig;
+use collector::pipeline::Observation;
 use collector::source::Source;
-use collector::Settings;
-
-const SNAPSHOT: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: web-1, namespace: shop, labels: {app: web}}
-status: {podIP: 10.0.0.1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: db-1, namespace: shop, labels: {app: db}}
-status: {podIP: 10.0.0.2}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: db, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: db}}
-  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 5432}]}]
-"#;
 
 /// Lines the test hands over, as a source would read them.
 struct Feed(Mutex<Option<Receiver<Vec<u8>>>>);
@@ -82,34 +61,8 @@ async fn every_hour_arrives_once_across_a_hub_outage() {
     let tenant = common::tenant(&db).await;
     let mut hub = common::Hub::start(&db, "127.0.0.1:0".parse().unwrap());
 
-    let mut bundle = netpol::Bundle::default();
-    bundle.load_str(SNAPSHOT, "snapshot.yaml").unwrap();
-    let engine = netpol::Engine::new(bundle.inventory, bundle.policies, Default::default());
-    let (_inventory, snapshots) = tokio::sync::watch::channel(Some(Arc::new(Snapshot {
-        engine: Arc::new(engine),
-        local_ips: None,
-        generation: 1,
-    })));
-    let settings = Settings {
-        node: "node-a".into(),
-        hub: HubConfig {
-            url: hub.url(),
-            token: tenant.cluster_token.clone(),
-            backoff_initial: Duration::from_millis(50),
-            backoff_max: Duration::from_millis(300),
-            timeout: Duration::from_secs(5),
-        },
-        spool_dir: dir.path().join("spool"),
-        spool_max_bytes: 16 << 20,
-        flush_interval: Duration::from_millis(100),
-        keep_hours: 3,
-        drain: Duration::from_secs(20),
-        validation: flow::Config {
-            cluster: "lab".into(),
-            ..Default::default()
-        },
-        queue: 1024,
-    };
+    let (_inventory, snapshots) = common::web_db_snapshot();
+    let settings = common::settings(&hub.url(), &tenant, dir.path());
     let metrics = Arc::new(Metrics::default());
     let (feed, rx) = std::sync::mpsc::channel();
     let run = tokio::spawn(collector::run(

@@ -5,10 +5,71 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
+use collector::pipeline::{Snapshot, SnapshotSender, Snapshots};
+use collector::report::HubConfig;
+use collector::Settings;
 use flowtypes::Counts;
+use tokio::sync::watch;
+
+/// web (10.0.0.1) and db (10.0.0.2); db takes TCP 5432 from web only.
+pub const WEB_DB: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, namespace: shop, labels: {app: web}}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db-1, namespace: shop, labels: {app: db}}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 5432}]}]
+"#;
+
+/// The judge's inventory for [`WEB_DB`] (every pod local); keep the sender alive.
+pub fn web_db_snapshot() -> (SnapshotSender, Snapshots) {
+    let mut bundle = netpol::Bundle::default();
+    bundle.load_str(WEB_DB, "snapshot.yaml").unwrap();
+    let engine = netpol::Engine::new(bundle.inventory, bundle.policies, Default::default());
+    watch::channel(Some(Arc::new(Snapshot {
+        engine: Arc::new(engine),
+        local_ips: None,
+        generation: 1,
+    })))
+}
+
+/// Quick flushes and retries, spooling under `dir`.
+pub fn settings(hub_url: &str, tenant: &Tenant, dir: &Path) -> Settings {
+    Settings {
+        node: "node-a".into(),
+        hub: HubConfig {
+            url: hub_url.to_string(),
+            token: tenant.cluster_token.clone(),
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_millis(300),
+            timeout: Duration::from_secs(5),
+        },
+        spool_dir: dir.join("spool"),
+        spool_max_bytes: 16 << 20,
+        flush_interval: Duration::from_millis(100),
+        keep_hours: 3,
+        drain: Duration::from_secs(20),
+        validation: flow::Config {
+            cluster: "lab".into(),
+            ..Default::default()
+        },
+        queue: 1024,
+    }
+}
 
 /// Credentials of the test organization.
 pub struct Tenant {
