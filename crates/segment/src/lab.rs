@@ -115,11 +115,35 @@ impl Lab {
         self.namespaces.push(ns.clone());
         let (a, b) = (format!("{tag}a{i}"), format!("{tag}b{i}"));
         run(&[
-            "ip", "link", "add", &a, "netns", &ns, "type", "veth", "peer", "name", &b, "netns",
+            "ip",
+            "link",
+            "add",
+            &a,
+            "netns",
+            &ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &b,
+            "netns",
             &self.switch,
         ])?;
-        self.exec(&self.switch, &["ip", "link", "set", &b, "master", "br0", "up"])?;
-        self.exec(&ns, &["ip", "addr", "add", &format!("{ip}/{prefix_len}"), "dev", &a])?;
+        self.exec(
+            &self.switch,
+            &["ip", "link", "set", &b, "master", "br0", "up"],
+        )?;
+        self.exec(
+            &ns,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{ip}/{prefix_len}"),
+                "dev",
+                &a,
+            ],
+        )?;
         self.exec(&ns, &["ip", "link", "set", &a, "up"])?;
         self.exec(&ns, &["ip", "link", "set", "lo", "up"])?;
         Ok(ns)

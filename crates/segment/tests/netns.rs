@@ -52,8 +52,7 @@ fn generated_policies_hold_with_real_packets() {
         lab.nft(&ns, &segment::nft::ruleset(&inbound, &outbound))
             .unwrap();
         if !s.ports.is_empty() {
-            let listeners: Vec<String> =
-                s.ports.iter().map(|(_, p)| format!("tcp:{p}")).collect();
+            let listeners: Vec<String> = s.ports.iter().map(|(_, p)| format!("tcp:{p}")).collect();
             lab.serve(&ns, &listeners)
                 .unwrap_or_else(|e| panic!("server for {}: {e}", s.name));
         }
@@ -88,8 +87,7 @@ fn generated_policies_hold_with_real_packets() {
     };
     let (mut connected, mut dropped, mut wrong) = (0, 0, Vec::new());
     for (src, targets, child) in probes {
-        let results =
-            lab::probe_results(child).unwrap_or_else(|e| panic!("probe of {src}: {e}"));
+        let results = lab::probe_results(child).unwrap_or_else(|e| panic!("probe of {src}: {e}"));
         for (&(j, port), ok) in targets.iter().zip(results) {
             let dst = &services[j].name;
             let model = engine
