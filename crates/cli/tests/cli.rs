@@ -105,7 +105,7 @@ fn conformance_ends_with_the_count_line() {
 #[test]
 fn segment_generate_then_verify() {
     let dir = std::env::temp_dir().join(format!("policyhub-segment-{}", std::process::id()));
-    let catalog = "../shared/corpus/pmoves/services.yaml";
+    let catalog = "examples/pmoves/services.yaml";
     let out = dir.to_string_lossy().to_string();
     let o = policyhub(&[
         "segment", "generate", catalog, "--mode", "service", "--out", &out,
