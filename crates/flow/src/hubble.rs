@@ -349,24 +349,24 @@ pub const VERDICTS: [&str; 8] = [
 ];
 /// `TrafficDirection` names by value.
 pub const TRAFFIC_DIRECTIONS: [&str; 3] = ["TRAFFIC_DIRECTION_UNKNOWN", "INGRESS", "EGRESS"];
-/// `TraceObservationPoint` names by value.
-pub const OBSERVATION_POINTS: [&str; 12] = [
-    "UNKNOWN_POINT",
-    "TO_PROXY",
-    "TO_HOST",
-    "TO_STACK",
-    "TO_OVERLAY",
-    "TO_ENDPOINT",
-    "FROM_ENDPOINT",
-    "FROM_PROXY",
-    "FROM_HOST",
-    "FROM_STACK",
-    "FROM_OVERLAY",
-    "FROM_NETWORK",
+/// `TraceObservationPoint` names and values (flow.proto; `TO_ENDPOINT` is 101).
+pub const OBSERVATION_POINTS: [(&str, i64); 15] = [
+    ("UNKNOWN_POINT", 0),
+    ("TO_PROXY", 1),
+    ("TO_HOST", 2),
+    ("TO_STACK", 3),
+    ("TO_OVERLAY", 4),
+    ("TO_ENDPOINT", 101),
+    ("FROM_ENDPOINT", 5),
+    ("FROM_PROXY", 6),
+    ("FROM_HOST", 7),
+    ("FROM_STACK", 8),
+    ("FROM_OVERLAY", 9),
+    ("FROM_NETWORK", 10),
+    ("TO_NETWORK", 11),
+    ("FROM_CRYPTO", 12),
+    ("TO_CRYPTO", 13),
 ];
-/// Extra observation points with values far from the others.
-const OBSERVATION_POINTS_HIGH: [(&str, i64); 3] =
-    [("TO_NETWORK", 11), ("TO_CRYPTO", 12), ("FROM_CRYPTO", 13)];
 /// Event types (monitor API `type`): drop, trace, policy verdict, socket trace, L7.
 pub const EVENT_DROP: u64 = 1;
 pub const EVENT_TRACE: u64 = 4;
@@ -482,12 +482,10 @@ impl Flow<'_> {
         match &self.trace_observation_point {
             None => 0,
             Some(EnumVal::Number(n)) => *n,
-            Some(v @ EnumVal::Name(name)) => v.code(&OBSERVATION_POINTS).unwrap_or_else(|| {
-                OBSERVATION_POINTS_HIGH
-                    .iter()
-                    .find(|(n, _)| name == n)
-                    .map_or(0, |(_, c)| *c)
-            }),
+            Some(EnumVal::Name(name)) => OBSERVATION_POINTS
+                .iter()
+                .find(|(n, _)| name == n)
+                .map_or(0, |(_, c)| *c),
         }
     }
 }
@@ -668,6 +666,31 @@ mod tests {
                 agree(&line);
             }
         }
+    }
+
+    #[test]
+    fn observation_points_by_name_and_number_agree() {
+        for (name, code) in OBSERVATION_POINTS {
+            let line = |point: String| {
+                format!(r#"{{"flow":{{"verdict":"FORWARDED","trace_observation_point":{point}}}}}"#)
+            };
+            let (named, numbered) = (line(format!("\"{name}\"")), line(code.to_string()));
+            let named = parse_line(named.as_bytes()).unwrap().unwrap();
+            let numbered = parse_line(numbered.as_bytes()).unwrap().unwrap();
+            assert_eq!(named.observation_point(), code, "{name}");
+            assert_eq!(numbered.observation_point(), code, "{name}");
+            assert_eq!(crate::observe(&named), crate::observe(&numbered), "{name}");
+        }
+        let numbered = parse_line(br#"{"flow":{"verdict":1,"trace_observation_point":101}}"#);
+        let observed = crate::observe(&numbered.unwrap().unwrap());
+        assert_eq!(observed, crate::Observed::Passed(crate::Scope::Flow));
+        let numbered = parse_line(br#"{"flow":{"verdict":1,"trace_observation_point":5}}"#);
+        let observed = crate::observe(&numbered.unwrap().unwrap());
+        assert_eq!(
+            observed,
+            crate::Observed::Unknown,
+            "FROM_ENDPOINT proves nothing"
+        );
     }
 
     #[test]
