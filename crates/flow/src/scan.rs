@@ -69,21 +69,18 @@ fn string_end(b: &[u8]) -> Option<usize> {
     // High bit of each byte that is zero; only the lowest flagged byte is exact.
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let special = |c: &u8| matches!(c, b'"' | b'\\' | 0..0x20);
-    let mut chunks = b.chunks_exact(8);
-    for (n, chunk) in chunks.by_ref().enumerate() {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let v = u64::from_le_bytes(word);
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let v = u64::from_le_bytes(chunk.try_into().ok()?);
         let hit = zero(v ^ (ONES * u64::from(b'"')))
             | zero(v ^ (ONES * u64::from(b'\\')))
             | (v.wrapping_sub(ONES * 0x20) & !v & HIGH);
         if hit != 0 {
-            return Some(n * 8 + hit.trailing_zeros() as usize / 8);
+            return Some(i + hit.trailing_zeros() as usize / 8);
         }
+        i += 8;
     }
-    let tail = chunks.remainder();
-    let at = b.len() - tail.len();
-    tail.iter().position(special).map(|p| at + p)
+    b[i..].iter().position(special).map(|p| i + p)
 }
 
 struct Scanner<'a> {
