@@ -63,6 +63,22 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     }
 }
 
+/// A JSON value kept as written (checked when the line was read) and parsed on demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Raw<'a>(pub(crate) &'a str);
+
+impl<'a> Raw<'a> {
+    pub fn get(&self) -> &'a str {
+        self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'de RawValue>::deserialize(d).map(|r| Raw(r.get()))
+    }
+}
+
 /// An enum value as written: by name or by number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnumVal<'a> {
@@ -276,12 +292,12 @@ pub struct Endpoint<'a> {
     /// namespace and pod name and never need them. Skipping them without building values is
     /// a third of the time of reading a line.
     #[serde(borrow, default, rename = "labels")]
-    pub labels_raw: Option<&'a RawValue>,
+    pub labels_raw: Option<Raw<'a>>,
     #[serde(borrow, default, alias = "podName")]
     pub pod_name: Option<Str<'a>>,
     /// Read on demand ([`Endpoint::workloads`]).
     #[serde(borrow, default, rename = "workloads")]
-    pub workloads_raw: Option<&'a RawValue>,
+    pub workloads_raw: Option<Raw<'a>>,
 }
 
 impl<'a> Endpoint<'a> {
@@ -333,24 +349,24 @@ pub const VERDICTS: [&str; 8] = [
 ];
 /// `TrafficDirection` names by value.
 pub const TRAFFIC_DIRECTIONS: [&str; 3] = ["TRAFFIC_DIRECTION_UNKNOWN", "INGRESS", "EGRESS"];
-/// `TraceObservationPoint` names by value.
-pub const OBSERVATION_POINTS: [&str; 12] = [
-    "UNKNOWN_POINT",
-    "TO_PROXY",
-    "TO_HOST",
-    "TO_STACK",
-    "TO_OVERLAY",
-    "TO_ENDPOINT",
-    "FROM_ENDPOINT",
-    "FROM_PROXY",
-    "FROM_HOST",
-    "FROM_STACK",
-    "FROM_OVERLAY",
-    "FROM_NETWORK",
+/// `TraceObservationPoint` names and values (flow.proto; `TO_ENDPOINT` is 101).
+pub const OBSERVATION_POINTS: [(&str, i64); 15] = [
+    ("UNKNOWN_POINT", 0),
+    ("TO_PROXY", 1),
+    ("TO_HOST", 2),
+    ("TO_STACK", 3),
+    ("TO_OVERLAY", 4),
+    ("TO_ENDPOINT", 101),
+    ("FROM_ENDPOINT", 5),
+    ("FROM_PROXY", 6),
+    ("FROM_HOST", 7),
+    ("FROM_STACK", 8),
+    ("FROM_OVERLAY", 9),
+    ("FROM_NETWORK", 10),
+    ("TO_NETWORK", 11),
+    ("FROM_CRYPTO", 12),
+    ("TO_CRYPTO", 13),
 ];
-/// Extra observation points with values far from the others.
-const OBSERVATION_POINTS_HIGH: [(&str, i64); 3] =
-    [("TO_NETWORK", 11), ("TO_CRYPTO", 12), ("FROM_CRYPTO", 13)];
 /// Event types (monitor API `type`): drop, trace, policy verdict, socket trace, L7.
 pub const EVENT_DROP: u64 = 1;
 pub const EVENT_TRACE: u64 = 4;
@@ -365,6 +381,14 @@ pub const POLICY_DROP_REASONS: [(&str, u64); 2] = [("POLICY_DENIED", 133), ("POL
 pub fn parse_line(line: &[u8]) -> Result<Option<Flow<'_>>, serde_json::Error> {
     // One UTF-8 check for the line is much cheaper than one per string.
     let line = std::str::from_utf8(line).map_err(<serde_json::Error as de::Error>::custom)?;
+    if let Some(flow) = crate::scan::wrapped_flow(line) {
+        return Ok(Some(flow));
+    }
+    parse_serde(line)
+}
+
+/// [`parse_line`] by serde alone.
+fn parse_serde(line: &str) -> Result<Option<Flow<'_>>, serde_json::Error> {
     let wrapper: Wrapper<'_> = serde_json::from_str(line)?;
     if let Some(mut flow) = wrapper.flow {
         if flow.time.is_none() {
@@ -458,12 +482,10 @@ impl Flow<'_> {
         match &self.trace_observation_point {
             None => 0,
             Some(EnumVal::Number(n)) => *n,
-            Some(v @ EnumVal::Name(name)) => v.code(&OBSERVATION_POINTS).unwrap_or_else(|| {
-                OBSERVATION_POINTS_HIGH
-                    .iter()
-                    .find(|(n, _)| name == n)
-                    .map_or(0, |(_, c)| *c)
-            }),
+            Some(EnumVal::Name(name)) => OBSERVATION_POINTS
+                .iter()
+                .find(|(n, _)| name == n)
+                .map_or(0, |(_, c)| *c),
         }
     }
 }
@@ -471,6 +493,7 @@ impl Flow<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn wrapper_and_bare_flows_with_both_spellings() {
@@ -502,6 +525,172 @@ mod tests {
         assert!(parse_line(b"{\"flow\":").is_err());
         assert!(parse_line(b"[1,2]").is_err());
         assert!(parse_line(br#"{"flow":{"verdict":true}}"#).is_err());
+    }
+
+    /// The fast path reads a line as serde does, or leaves it to serde.
+    fn agree(line: &str) -> bool {
+        let Some(fast) = crate::scan::wrapped_flow(line) else {
+            return false;
+        };
+        let slow = parse_serde(line).unwrap_or_else(|e| panic!("serde: {e}: {line}"));
+        assert_eq!(format!("{:?}", Some(fast)), format!("{slow:?}"), "{line}");
+        true
+    }
+
+    #[test]
+    fn synthesised_lines_take_the_fast_path_and_agree() {
+        let mut b = netpol::Bundle::default();
+        let shop = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/shop");
+        b.load_path(std::path::Path::new(shop)).unwrap();
+        let engine = netpol::Engine::new(b.inventory, b.policies, netpol::Options::default());
+        let cfg = crate::synth::Config {
+            count: 2000,
+            gap_share: 0.05,
+            drop_share: 0.05,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        crate::synth::synth(&engine, &cfg, &mut out).unwrap();
+        for line in std::str::from_utf8(&out).unwrap().lines() {
+            assert!(agree(line), "{line}");
+        }
+    }
+
+    /// Values of every kind the fast path treats differently: escapes, control bytes,
+    /// floats, negative and huge numbers, leading zeros, digit strings, literals.
+    fn value() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("null".to_string()),
+            Just("true".to_string()),
+            Just("false".to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            prop::sample::select(vec![
+                "-0",
+                "007",
+                "1.5",
+                "1e3",
+                "-",
+                "nul",
+                "18446744073709551616"
+            ])
+            .prop_map(str::to_string),
+            "\"[a-zA-Z0-9:=_./ -]{0,12}\"",
+            "\"[0-9+]{0,21}\"",
+            prop::sample::select(vec![
+                "\"a\\u0062\"",
+                "\"a\\\"b\"",
+                "\"tab\there\"",
+                "\"POLICY_DENIED\"",
+                "\"TO_ENDPOINT\"",
+                "\"10.0.0.1\"",
+                "[\"reserved:world\",\"k8s:app=web\"]",
+                "[{\"name\":\"p\",\"namespace\":\"shop\",\"kind\":\"NetworkPolicy\"}]",
+            ])
+            .prop_map(str::to_string),
+        ];
+        let key = prop::sample::select(vec![
+            "time",
+            "uuid",
+            "verdict",
+            "drop_reason",
+            "dropReason",
+            "drop_reason_desc",
+            "IP",
+            "ip",
+            "source",
+            "destination",
+            "ipVersion",
+            "l4",
+            "TCP",
+            "udp",
+            "ICMPv4",
+            "source_port",
+            "destinationPort",
+            "type",
+            "Type",
+            "code",
+            "sub_type",
+            "namespace",
+            "pod_name",
+            "podName",
+            "labels",
+            "workloads",
+            "ID",
+            "identity",
+            "name",
+            "kind",
+            "node_name",
+            "nodeName",
+            "reply",
+            "is_reply",
+            "event_type",
+            "traffic_direction",
+            "trace_observation_point",
+            "trace_reason",
+            "policy_match_type",
+            "ingress_allowed_by",
+            "egressDeniedBy",
+            "l7",
+            "Summary",
+            "flow",
+        ]);
+        let sep = prop::sample::select(vec!["", "", "", " ", "\t", "\n"]);
+        leaf.prop_recursive(5, 64, 8, move |inner| {
+            prop_oneof![
+                prop::collection::vec((key.clone(), sep.clone(), inner.clone()), 0..8).prop_map(
+                    |kv| {
+                        let body: Vec<String> = kv
+                            .into_iter()
+                            .map(|(k, s, v)| format!("{s}\"{k}\"{s}:{s}{v}"))
+                            .collect();
+                        format!("{{{}}}", body.join(","))
+                    }
+                ),
+                prop::collection::vec(inner, 0..4).prop_map(|v| format!("[{}]", v.join(","))),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn fast_path_agrees_with_serde(flow in value(), extra in value(), tail in "[ ,}x]{0,2}") {
+            for line in [
+                format!("{{\"flow\":{flow}}}"),
+                format!("{{\"flow\":{flow},\"node_name\":\"n\",\"time\":{extra}}}{tail}"),
+                format!(" {{\"time\":{extra}, \"flow\" : {flow} }} "),
+                flow.clone(),
+            ] {
+                agree(&line);
+            }
+        }
+    }
+
+    #[test]
+    fn observation_points_by_name_and_number_agree() {
+        for (name, code) in OBSERVATION_POINTS {
+            let line = |point: String| {
+                format!(r#"{{"flow":{{"verdict":"FORWARDED","trace_observation_point":{point}}}}}"#)
+            };
+            let (named, numbered) = (line(format!("\"{name}\"")), line(code.to_string()));
+            let named = parse_line(named.as_bytes()).unwrap().unwrap();
+            let numbered = parse_line(numbered.as_bytes()).unwrap().unwrap();
+            assert_eq!(named.observation_point(), code, "{name}");
+            assert_eq!(numbered.observation_point(), code, "{name}");
+            assert_eq!(crate::observe(&named), crate::observe(&numbered), "{name}");
+        }
+        let numbered = parse_line(br#"{"flow":{"verdict":1,"trace_observation_point":101}}"#);
+        let observed = crate::observe(&numbered.unwrap().unwrap());
+        assert_eq!(observed, crate::Observed::Passed(crate::Scope::Flow));
+        let numbered = parse_line(br#"{"flow":{"verdict":1,"trace_observation_point":5}}"#);
+        let observed = crate::observe(&numbered.unwrap().unwrap());
+        assert_eq!(
+            observed,
+            crate::Observed::Unknown,
+            "FROM_ENDPOINT proves nothing"
+        );
     }
 
     #[test]

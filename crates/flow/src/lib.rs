@@ -19,6 +19,7 @@ pub mod html;
 pub mod hubble;
 pub mod reader;
 pub mod resolve;
+mod scan;
 pub mod synth;
 pub mod topk;
 pub mod validate;

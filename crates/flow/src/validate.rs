@@ -99,8 +99,10 @@ pub fn observe(flow: &Flow<'_>) -> Observed {
                 return Observed::Passed(dir);
             }
             match flow.observation_point() {
-                5 => Observed::Passed(Scope::Flow),
-                2 | 3 | 4 | 11 | 12 => Observed::Passed(Scope::Egress),
+                // TO_ENDPOINT
+                101 => Observed::Passed(Scope::Flow),
+                // TO_HOST, TO_STACK, TO_OVERLAY, TO_NETWORK, TO_CRYPTO
+                2 | 3 | 4 | 11 | 13 => Observed::Passed(Scope::Egress),
                 _ => Observed::Unknown,
             }
         }

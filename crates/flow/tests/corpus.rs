@@ -82,7 +82,7 @@ fn azure_capture_workloads_and_replies() {
         (Some("kapinger-good"), Some("Deployment"))
     );
     assert_eq!(f.event_kind(), Some(4));
-    assert_eq!(f.observation_point(), 5);
+    assert_eq!(f.observation_point(), 101);
     // The wrapper holds only `flow`: node name comes from the flow itself.
     assert_eq!(
         f.node_name.as_deref(),
