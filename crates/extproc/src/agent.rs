@@ -83,6 +83,17 @@ fn phase_of(value: i32) -> Phase {
     }
 }
 
+/// The span attribute for a wire status code.
+fn decision_name(code: i32) -> &'static str {
+    match proto::StatusCode::try_from(code) {
+        Ok(proto::StatusCode::Ok) => "ok",
+        Ok(proto::StatusCode::PolicyDenied) => "denied",
+        Ok(proto::StatusCode::PolicyError) => "error",
+        Ok(proto::StatusCode::Timeout) => "timeout",
+        Err(_) => "unknown",
+    }
+}
+
 fn to_wire(instruction: Instruction) -> proto::Instruction {
     use proto::instruction::Payload;
     use proto::InstructionType as T;
@@ -237,11 +248,11 @@ impl Agent {
         Ok(compiled)
     }
 
-    /// Runs one request's chain. Never fails: problems become statuses and immediate responses.
-    pub fn execute(&self, request: proto::PolicyRequest) -> proto::PolicyResponse {
+    /// Runs one request's chain: first the policies' I/O ([`CompiledPolicy::prepare`]), then
+    /// the chain itself, synchronously. Never fails: problems become statuses and immediate
+    /// responses.
+    pub async fn execute(&self, request: proto::PolicyRequest) -> proto::PolicyResponse {
         let phase = phase_of(request.phase);
-        let span = tracing::debug_span!("agent.execute", request_id = %request.request_id, ?phase);
-        let _entered = span.enter();
         if request.deadline_ms <= 0 {
             return status_response(
                 request.request_id,
@@ -303,6 +314,11 @@ impl Agent {
                 policy: self.resolve(p),
             })
             .collect();
+        for step in &steps {
+            if let Some(pending) = step.policy.as_ref().ok().and_then(|p| p.prepare(&ctx)) {
+                pending.await;
+            }
+        }
         let result = chain::run_chain(&steps, &mut ctx, self.limits);
         self.record(&result, &ctx);
         tracing::debug!(
@@ -403,12 +419,14 @@ impl RunningAgent {
             .unwrap_or_default()
     }
 
-    /// Swaps in a new configuration (already validated). In-flight requests finish on the old one.
-    pub fn reload(&self, config: &AgentConfig, version: String) -> Result<(), AgentError> {
+    /// Swaps in a new configuration (already validated) once its remote keys are fetched.
+    /// In-flight requests finish on the old one.
+    pub async fn reload(&self, config: &AgentConfig, version: String) -> Result<(), AgentError> {
         if config.agent_core.socket_path != self.socket_path {
             tracing::warn!("agent_core.socket_path changed; the new path applies after a restart");
         }
         let agent = Arc::new(Agent::new(config, version.clone(), self.metrics.clone())?);
+        agent.registry.start().await;
         if let Ok(mut current) = self.current.write() {
             *current = agent;
         }
@@ -442,6 +460,7 @@ pub async fn start(config: &AgentConfig, version: String) -> Result<RunningAgent
         })
         .set(1);
     let agent = Arc::new(Agent::new(config, version, metrics.clone())?);
+    agent.registry.start().await;
     let current = Arc::new(RwLock::new(agent));
     let core = &config.agent_core;
     let socket_path = core.socket_path.clone();
@@ -493,6 +512,12 @@ pub async fn start(config: &AgentConfig, version: String) -> Result<RunningAgent
 pub async fn run(config_path: &Path) -> Result<(), AgentError> {
     use tokio::signal::unix::{signal, SignalKind};
     let (config, version) = AgentConfig::load(config_path)?;
+    let observability = &config.agent_core.observability;
+    let telemetry = crate::telemetry::init(
+        "policy-agent",
+        &observability.log_level,
+        &observability.tracing,
+    )?;
     let running = start(&config, version.clone()).await?;
     tracing::info!(config.version = %version, "policy agent started");
     let mut hangup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
@@ -503,7 +528,7 @@ pub async fn run(config_path: &Path) -> Result<(), AgentError> {
             _ = hangup.recv() => {
                 match AgentConfig::load(config_path) {
                     Ok((config, version)) => {
-                        if let Err(error) = running.reload(&config, version) {
+                        if let Err(error) = running.reload(&config, version).await {
                             tracing::error!(%error, "reload failed; keeping the previous configuration");
                         }
                     }
@@ -516,5 +541,6 @@ pub async fn run(config_path: &Path) -> Result<(), AgentError> {
     }
     tracing::info!("policy agent stopping");
     running.shutdown().await;
+    telemetry.shutdown().await;
     Ok(())
 }

@@ -397,6 +397,12 @@ pub fn validate_file(path: &Path) -> Result<Vec<String>, KernelConfigError> {
 pub async fn run(config_path: PathBuf) -> Result<(), KernelError> {
     use tokio::signal::unix::{signal, SignalKind};
     let (config, version) = KernelConfig::load(&config_path)?;
+    let observability = &config.policy_kernel.observability;
+    let telemetry = crate::telemetry::init(
+        "policy-kernel",
+        &observability.log_level,
+        &observability.tracing,
+    )?;
     let running = start(config, version).await?;
     let mut hangup = signal(SignalKind::hangup()).map_err(KernelError::Signal)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(KernelError::Signal)?;
@@ -413,5 +419,6 @@ pub async fn run(config_path: PathBuf) -> Result<(), KernelError> {
     }
     tracing::info!("policy kernel stopping");
     running.shutdown().await;
+    telemetry.shutdown().await;
     Ok(())
 }
