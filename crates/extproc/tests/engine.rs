@@ -21,6 +21,8 @@ use tonic::transport::Channel;
 
 #[path = "engine/jwks.rs"]
 mod jwks;
+#[path = "engine/otlp.rs"]
+mod otlp;
 #[path = "engine/spans.rs"]
 mod spans;
 
@@ -196,7 +198,8 @@ fn response_body(body: &str) -> ProcessingRequest {
     }
 }
 
-/// One ext_proc stream: sends each message after the answer to the previous one.
+/// One ext_proc stream: sends each message after the answer to the previous one, then
+/// half-closes and waits for the kernel to end the stream, as Envoy does.
 async fn exchange(
     client: &mut ExternalProcessorClient<Channel>,
     messages: Vec<ProcessingRequest>,
@@ -224,6 +227,12 @@ async fn exchange(
             break;
         }
     }
+    drop(tx);
+    let closed = tokio::time::timeout(Duration::from_secs(5), inbound.message()).await;
+    assert!(
+        matches!(closed, Ok(Ok(None))),
+        "the kernel ends the stream after the half-close"
+    );
     answers
 }
 

@@ -56,6 +56,9 @@ async fn spans_follow_a_request_from_envoy_through_the_agent_policies() {
     let _scope = ::tracing::subscriber::set_default(subscriber);
 
     let engine = Engine::start(false, ROUTES).await;
+    // Tests on other threads (no subscriber) may have registered these callsites while this
+    // one's subscriber was being set: compute their interest again, with it.
+    ::tracing::callsite::rebuild_interest_cache();
     let mut client = engine.client().await;
     let traceparent = format!("00-{ENVOY_TRACE}-{ENVOY_SPAN}-01");
     let allowed = exchange(
