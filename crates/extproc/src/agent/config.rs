@@ -401,4 +401,44 @@ mod tests {
                 .unwrap_err();
         assert!(error.to_string().contains("max_concurrent_requests"));
     }
+
+    fn with_jwt(settings: &str) -> Result<AgentConfig, String> {
+        AgentConfig::from_yaml(&format!(
+            "agent_core:\n  policy_settings:\n    jwtValidation: {settings}\n"
+        ))
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn jwks_needs_exactly_one_source() {
+        let config = with_jwt("{jwks_url: \"https://idp.example/jwks.json\"}").unwrap();
+        let jwt = config.agent_core.policy_settings.jwt_validation.unwrap();
+        assert_eq!(jwt.min_refresh_interval_ms, 30_000);
+        assert_eq!(jwt.jwks_refresh_interval_ms, 300_000);
+        let both = with_jwt("{jwks_url: \"https://idp.example/jwks\", jwks_file: /tmp/j.json}");
+        assert!(both.unwrap_err().contains("not both"));
+        assert!(with_jwt("{}")
+            .unwrap_err()
+            .contains("needs jwks_file or jwks_url"));
+        assert!(with_jwt("{jwks_url: \"ftp://idp.example/jwks\"}")
+            .unwrap_err()
+            .contains("https:// or http://"));
+        assert!(with_jwt("{jwks_url: \"http://idp/jwks\", jwks_refresh_interval_ms: 5}").is_err());
+    }
+
+    #[test]
+    fn tracing_settings_are_checked() {
+        let config = AgentConfig::from_yaml(
+            "agent_core:\n  observability:\n    tracing: {enabled: true, sampling_rate: 0.5}\n",
+        )
+        .unwrap();
+        assert!(config.agent_core.observability.tracing.enabled);
+        for bad in ["sampling_rate: 2", "otlp_endpoint: collector:4317"] {
+            let error = AgentConfig::from_yaml(&format!(
+                "agent_core:\n  observability:\n    tracing: {{{bad}}}\n"
+            ))
+            .unwrap_err();
+            assert!(error.to_string().contains("tracing"), "{error}");
+        }
+    }
 }
