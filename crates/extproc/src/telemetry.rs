@@ -197,6 +197,11 @@ where
         .with_tracer(provider.tracer(service))
         .with_location(false)
         .with_threads(false)
+        .with_target(false)
+        // Both run on every enter and exit (each poll of an instrumented future); parents
+        // come from the span tree, not from the OpenTelemetry thread-local context.
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
         .with_filter(
             filter_fn(|meta| meta.is_span() && meta.target().starts_with("extproc"))
                 .with_max_level_hint(LevelFilter::DEBUG),
