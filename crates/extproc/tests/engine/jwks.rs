@@ -2,7 +2,7 @@
 //! rotate, then goes down.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,11 +21,12 @@ const ROUTES: &str = r#"    - route_name: jwt
           metadata: {issuer: "https://auth.test", audience: api}
 "#;
 
-/// The JWKS server: what it serves and how often it was asked.
+/// The JWKS server: what it serves, how slowly, and how often it was asked.
 #[derive(Clone, Default)]
 struct Jwks {
     keys: Arc<Mutex<Vec<Value>>>,
     hits: Arc<AtomicUsize>,
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Jwks {
@@ -46,6 +47,8 @@ impl Jwks {
                 let state = state.clone();
                 async move {
                     state.hits.fetch_add(1, Ordering::SeqCst);
+                    let delay = state.delay_ms.load(Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
                     let keys = state.keys.lock().unwrap().clone();
                     axum::Json(json!({ "keys": keys }))
                 }
@@ -167,4 +170,21 @@ async fn keys_are_refreshed_periodically() {
     }
     assert!(server.hits() >= 2, "periodic refresh");
     assert_eq!(status_for(&engine, &token(&k2, "k2")).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_jwks_server_does_not_stall_requests() {
+    let server = Jwks::default();
+    let (k1, jwk1) = key("k1");
+    let (k2, _) = key("k2");
+    server.serve(&[&jwk1]);
+    let (addr, _stop) = server.start().await;
+    let engine = Engine::start_with(false, ROUTES, &settings(addr, 300, 600_000)).await;
+    server.delay_ms.store(3000, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    // The kernel gives the agent 300 ms: the refetch gets half of it, then the token is refused
+    // (not a kernel timeout, which would be 503 or fail open).
+    assert_eq!(status_for(&engine, &token(&k2, "k2")).await, Some(401));
+    assert_eq!(server.hits(), 2, "the refetch was attempted");
+    assert_eq!(status_for(&engine, &token(&k1, "k1")).await, None);
 }

@@ -3,8 +3,8 @@
 //! Asymmetric keys come from a JWKS file or URL, cached and reloaded when a token names an
 //! unknown `kid` (at most once per `min_refresh_interval_ms`); a URL is also fetched when the
 //! configuration loads and every `jwks_refresh_interval_ms`, and a failed fetch keeps the
-//! previous keys. The HS256 secret comes from an environment variable. Checks `exp` (required), `nbf`, `iss` and `aud` with a leeway. The
-//! claims are stored in the chain state (`jwt.sub`, `jwt.claims`) for `roleCheck` and
+//! previous keys. The HS256 secret comes from an environment variable. Checks `exp`
+//! (required), `nbf`, `iss` and `aud` with a leeway. The claims are stored in the chain state (`jwt.sub`, `jwt.claims`) for `roleCheck` and
 //! `rateLimit`, and selected claims can be copied into request headers.
 
 use std::collections::{BTreeMap, HashMap};
@@ -131,9 +131,12 @@ impl KeyStore {
             .is_ok_and(|jwks| jwks.by_kid.contains_key(kid))
     }
 
-    /// Fetches the JWKS URL; on failure the previous keys stay. Either way the attempt counts
-    /// for the rate limit.
+    /// Fetches the JWKS URL; on failure the previous keys stay. The attempt counts for the rate
+    /// limit from its start, so requests arriving meanwhile do not wait for it.
     async fn fetch(&self, source: &UrlSource, why: &'static str) {
+        if let Ok(mut jwks) = self.jwks.write() {
+            jwks.refreshed_at = Instant::now();
+        }
         match download(source).await {
             Ok(fresh) => {
                 let keys = fresh.by_kid.len() + fresh.without_kid.len();
@@ -143,9 +146,6 @@ impl KeyStore {
                 tracing::info!(jwks.url = %source.url, keys, why, "JWKS fetched");
             }
             Err(error) => {
-                if let Ok(mut jwks) = self.jwks.write() {
-                    jwks.refreshed_at = Instant::now();
-                }
                 tracing::error!(jwks.url = %source.url, %error, why, "JWKS fetch failed; keeping the previous keys");
             }
         }
@@ -492,7 +492,11 @@ impl CompiledPolicy for CompiledJwt {
             return None;
         }
         let keys = Arc::clone(&self.keys);
-        Some(Box::pin(async move { keys.refresh_for(&kid).await }))
+        // A task, so the fetch completes even when the agent stops waiting for it.
+        let fetch = tokio::spawn(async move { keys.refresh_for(&kid).await });
+        Some(Box::pin(async move {
+            let _ = fetch.await;
+        }))
     }
 
     fn execute(&self, ctx: &Context) -> Result<Outcome, PolicyError> {
