@@ -1,5 +1,6 @@
 //! OpenTelemetry spans across kernel and agent, recorded by an in-memory exporter.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use opentelemetry::trace::{SpanId, TraceId};
@@ -28,10 +29,6 @@ fn attr(span: &SpanData, key: &str) -> Option<String> {
         .map(|kv| kv.value.as_str().into_owned())
 }
 
-fn named<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {
-    spans.iter().filter(|s| s.name == name).collect()
-}
-
 fn children<'a>(spans: &'a [SpanData], parent: &SpanData, name: &str) -> Vec<&'a SpanData> {
     spans
         .iter()
@@ -43,22 +40,30 @@ fn children<'a>(spans: &'a [SpanData], parent: &SpanData, name: &str) -> Vec<&'a
         .collect()
 }
 
-/// Kernel and agent run on this test's single thread, so the scoped subscriber sees both;
-/// the trace still crosses the Unix socket only as gRPC metadata.
-#[tokio::test(flavor = "current_thread")]
-async fn spans_follow_a_request_from_envoy_through_the_agent_policies() {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(extproc::telemetry::span_layer(&provider, "engine-test"));
-    let _scope = ::tracing::subscriber::set_default(subscriber);
+/// The process-wide subscriber (a scoped one races with callsites that tests on other threads
+/// register). It records every test's spans; this test reads those of its own route.
+fn exporter() -> InMemorySpanExporter {
+    static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
+    EXPORTER
+        .get_or_init(|| {
+            let exporter = InMemorySpanExporter::default();
+            let provider = SdkTracerProvider::builder()
+                .with_simple_exporter(exporter.clone())
+                .build();
+            let subscriber = tracing_subscriber::registry()
+                .with(extproc::telemetry::span_layer(&provider, "engine-test"));
+            ::tracing::subscriber::set_global_default(subscriber).unwrap();
+            exporter
+        })
+        .clone()
+}
 
+/// Kernel and agent share the subscriber, but the trace crosses the Unix socket only as gRPC
+/// metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_follow_a_request_from_envoy_through_the_agent_policies() {
+    let exporter = exporter();
     let engine = Engine::start(false, ROUTES).await;
-    // Tests on other threads (no subscriber) may have registered these callsites while this
-    // one's subscriber was being set: compute their interest again, with it.
-    ::tracing::callsite::rebuild_interest_cache();
     let mut client = engine.client().await;
     let traceparent = format!("00-{ENVOY_TRACE}-{ENVOY_SPAN}-01");
     let allowed = exchange(
@@ -82,15 +87,18 @@ async fn spans_follow_a_request_from_envoy_through_the_agent_policies() {
     assert_eq!(immediate_status(&denied[0]), Some(403));
 
     // A request span ends when its ext_proc stream closes.
+    let ours = |s: &&SpanData| {
+        s.name == "ext_proc.request" && attr(s, "route").as_deref() == Some("traced")
+    };
     let mut spans = Vec::new();
     for _ in 0..500 {
         spans = exporter.get_finished_spans().unwrap();
-        if named(&spans, "ext_proc.request").len() == 2 {
+        if spans.iter().filter(ours).count() == 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let requests = named(&spans, "ext_proc.request");
+    let requests: Vec<&SpanData> = spans.iter().filter(ours).collect();
     assert_eq!(
         requests.len(),
         2,
