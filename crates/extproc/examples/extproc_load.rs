@@ -9,7 +9,8 @@
 //! `--rate N` paces the client to N requests/s (soak tests); otherwise it runs closed-loop.
 //! `--http PATH` sends plain HTTP/1.1 keep-alive requests to `--target` instead (to measure
 //! through Envoy, with and without the ext_proc filter); `extproc_load upstream ADDR` serves a
-//! small JSON answer on ADDR as the upstream of such runs.
+//! small JSON answer on ADDR as the upstream of such runs. `extproc_load otlp-sink ADDR` is an
+//! OTLP/gRPC collector that only counts spans (printed on SIGINT), for runs with tracing on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -332,10 +333,66 @@ fn serve_upstream(addr: &str) -> Result<(), String> {
     })
 }
 
+/// Counts the spans exported to it.
+#[derive(Clone, Default)]
+struct SpanSink(Arc<std::sync::atomic::AtomicU64>);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for SpanSink
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        let spans: usize = request
+            .get_ref()
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        self.0.fetch_add(spans as u64, Ordering::Relaxed);
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+/// `otlp-sink ADDR`: an OTLP/gRPC collector that counts spans until SIGINT.
+fn serve_otlp_sink(addr: &str) -> Result<(), String> {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+    let addr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let sink = SpanSink::default();
+    runtime.block_on(async {
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(sink.clone()))
+            .serve_with_shutdown(addr, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .map_err(|e| e.to_string())
+    })?;
+    println!("otlp_spans={}", sink.0.load(Ordering::Relaxed));
+    Ok(())
+}
+
 fn main() -> Result<(), String> {
     let mut raw = std::env::args().skip(1);
-    if raw.next().as_deref() == Some("upstream") {
-        return serve_upstream(&raw.next().unwrap_or_else(|| "127.0.0.1:18080".to_owned()));
+    match raw.next().as_deref() {
+        Some("upstream") => {
+            return serve_upstream(&raw.next().unwrap_or_else(|| "127.0.0.1:18080".to_owned()))
+        }
+        Some("otlp-sink") => {
+            return serve_otlp_sink(&raw.next().unwrap_or_else(|| "127.0.0.1:19317".to_owned()))
+        }
+        _ => {}
     }
     let o = Arc::new(parse()?);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus_client::registry::Registry as MetricsRegistry;
 
@@ -80,6 +80,17 @@ fn phase_of(value: i32) -> Phase {
         Phase::Response
     } else {
         Phase::Request
+    }
+}
+
+/// The span attribute for a wire status code.
+fn decision_name(code: i32) -> &'static str {
+    match proto::StatusCode::try_from(code) {
+        Ok(proto::StatusCode::Ok) => "ok",
+        Ok(proto::StatusCode::PolicyDenied) => "denied",
+        Ok(proto::StatusCode::PolicyError) => "error",
+        Ok(proto::StatusCode::Timeout) => "timeout",
+        Err(_) => "unknown",
     }
 }
 
@@ -237,11 +248,11 @@ impl Agent {
         Ok(compiled)
     }
 
-    /// Runs one request's chain. Never fails: problems become statuses and immediate responses.
-    pub fn execute(&self, request: proto::PolicyRequest) -> proto::PolicyResponse {
+    /// Runs one request's chain: first the policies' I/O ([`CompiledPolicy::prepare`]), then
+    /// the chain itself, synchronously. Never fails: problems become statuses and immediate
+    /// responses.
+    pub async fn execute(&self, request: proto::PolicyRequest) -> proto::PolicyResponse {
         let phase = phase_of(request.phase);
-        let span = tracing::debug_span!("agent.execute", request_id = %request.request_id, ?phase);
-        let _entered = span.enter();
         if request.deadline_ms <= 0 {
             return status_response(
                 request.request_id,
@@ -303,6 +314,16 @@ impl Agent {
                 policy: self.resolve(p),
             })
             .collect();
+        // I/O gets half the kernel's deadline: past that the chain runs with what it has (an
+        // unknown JWT key is a 401) instead of the kernel timing out (503 or `fail_open`).
+        let budget = Duration::from_millis(request.deadline_ms.unsigned_abs() / 2);
+        for step in &steps {
+            if let Some(pending) = step.policy.as_ref().ok().and_then(|p| p.prepare(&ctx)) {
+                if tokio::time::timeout(budget, pending).await.is_err() {
+                    tracing::warn!(request_id = %request.request_id, policy.name = %step.name, "policy I/O did not finish within half the deadline");
+                }
+            }
+        }
         let result = chain::run_chain(&steps, &mut ctx, self.limits);
         self.record(&result, &ctx);
         tracing::debug!(
@@ -403,12 +424,14 @@ impl RunningAgent {
             .unwrap_or_default()
     }
 
-    /// Swaps in a new configuration (already validated). In-flight requests finish on the old one.
-    pub fn reload(&self, config: &AgentConfig, version: String) -> Result<(), AgentError> {
+    /// Swaps in a new configuration (already validated) once its remote keys are fetched.
+    /// In-flight requests finish on the old one.
+    pub async fn reload(&self, config: &AgentConfig, version: String) -> Result<(), AgentError> {
         if config.agent_core.socket_path != self.socket_path {
             tracing::warn!("agent_core.socket_path changed; the new path applies after a restart");
         }
         let agent = Arc::new(Agent::new(config, version.clone(), self.metrics.clone())?);
+        agent.registry.start().await;
         if let Ok(mut current) = self.current.write() {
             *current = agent;
         }
@@ -442,6 +465,7 @@ pub async fn start(config: &AgentConfig, version: String) -> Result<RunningAgent
         })
         .set(1);
     let agent = Arc::new(Agent::new(config, version, metrics.clone())?);
+    agent.registry.start().await;
     let current = Arc::new(RwLock::new(agent));
     let core = &config.agent_core;
     let socket_path = core.socket_path.clone();
@@ -493,6 +517,12 @@ pub async fn start(config: &AgentConfig, version: String) -> Result<RunningAgent
 pub async fn run(config_path: &Path) -> Result<(), AgentError> {
     use tokio::signal::unix::{signal, SignalKind};
     let (config, version) = AgentConfig::load(config_path)?;
+    let observability = &config.agent_core.observability;
+    let telemetry = crate::telemetry::init(
+        "policy-agent",
+        &observability.log_level,
+        &observability.tracing,
+    )?;
     let running = start(&config, version.clone()).await?;
     tracing::info!(config.version = %version, "policy agent started");
     let mut hangup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
@@ -503,7 +533,7 @@ pub async fn run(config_path: &Path) -> Result<(), AgentError> {
             _ = hangup.recv() => {
                 match AgentConfig::load(config_path) {
                     Ok((config, version)) => {
-                        if let Err(error) = running.reload(&config, version) {
+                        if let Err(error) = running.reload(&config, version).await {
                             tracing::error!(%error, "reload failed; keeping the previous configuration");
                         }
                     }
@@ -516,5 +546,6 @@ pub async fn run(config_path: &Path) -> Result<(), AgentError> {
     }
     tracing::info!("policy agent stopping");
     running.shutdown().await;
+    telemetry.shutdown().await;
     Ok(())
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::ExternalProcessorServer;
@@ -69,6 +69,9 @@ pub struct KernelState {
 /// The kernel: current state and metrics.
 pub struct Kernel {
     state: RwLock<Arc<KernelState>>,
+    /// Held from reading the state to installing its successor, so a health check's rebuild
+    /// never installs a table built from a state that a reload or start replaced meanwhile.
+    updating: Mutex<()>,
     metrics: KernelMetrics,
     request_counter: AtomicU64,
     weak_self: Weak<Kernel>,
@@ -81,6 +84,12 @@ impl Kernel {
             Ok(state) => Arc::clone(&state),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
+    }
+
+    fn lock_updates(&self) -> MutexGuard<'_, ()> {
+        self.updating
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn next_request_id(&self) -> String {
@@ -148,6 +157,7 @@ impl Kernel {
 
     /// Rebuilds the route table after an agent (re)registered.
     fn rebuild(&self) {
+        let _updating = self.lock_updates();
         let current = self.snapshot();
         let catalogs = current
             .agents
@@ -165,6 +175,7 @@ impl Kernel {
 
     /// Applies a validated configuration; in-flight streams keep the previous one.
     pub fn reload(&self, config: KernelConfig, version: String) {
+        let updating = self.lock_updates();
         let previous = self.snapshot();
         if previous.config.policy_kernel.server.address != config.policy_kernel.server.address
             || previous.config.policy_kernel.server.port != config.policy_kernel.server.port
@@ -175,6 +186,7 @@ impl Kernel {
         }
         let state = self.build_state(config, version.clone(), Some(&previous));
         self.install(state);
+        drop(updating);
         self.metrics
             .config_reloads
             .get_or_create(&StatusLabel {
@@ -331,12 +343,15 @@ pub async fn start(config: KernelConfig, version: String) -> Result<RunningKerne
             table: RouteTable::default(),
             agents: HashMap::new(),
         })),
+        updating: Mutex::new(()),
         metrics,
         request_counter: AtomicU64::new(0),
         weak_self: weak.clone(),
     });
+    let updating = kernel.lock_updates();
     let state = kernel.build_state(config, version.clone(), None);
     kernel.install(state);
+    drop(updating);
 
     let addr = format!("{}:{}", server_config.address, server_config.port);
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -397,6 +412,12 @@ pub fn validate_file(path: &Path) -> Result<Vec<String>, KernelConfigError> {
 pub async fn run(config_path: PathBuf) -> Result<(), KernelError> {
     use tokio::signal::unix::{signal, SignalKind};
     let (config, version) = KernelConfig::load(&config_path)?;
+    let observability = &config.policy_kernel.observability;
+    let telemetry = crate::telemetry::init(
+        "policy-kernel",
+        &observability.log_level,
+        &observability.tracing,
+    )?;
     let running = start(config, version).await?;
     let mut hangup = signal(SignalKind::hangup()).map_err(KernelError::Signal)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(KernelError::Signal)?;
@@ -413,5 +434,6 @@ pub async fn run(config_path: PathBuf) -> Result<(), KernelError> {
     }
     tracing::info!("policy kernel stopping");
     running.shutdown().await;
+    telemetry.shutdown().await;
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Logs and the admin HTTP endpoint (`/metrics`, `/health/live`, `/health/ready`).
+//! Logs, OpenTelemetry tracing (W3C trace context, optional OTLP export) and the admin HTTP
+//! endpoint (`/metrics`, `/health/live`, `/health/ready`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,8 +9,22 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::Resource;
 use prometheus_client::registry::Registry;
-use tracing_subscriber::EnvFilter;
+use serde::Deserialize;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::{filter_fn, LevelFilter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// The environment variable that enables OTLP export when `otlp_endpoint` is not configured.
+pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
 /// Why telemetry could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +32,9 @@ pub enum TelemetryError {
     /// The log level is not a valid filter.
     #[error("bad log level `{0}`")]
     Filter(String),
+    /// The OTLP exporter could not be built.
+    #[error("cannot build the OTLP exporter: {0}")]
+    Exporter(String),
     /// The admin endpoint could not bind.
     #[error("cannot bind the admin endpoint on {addr}: {source}")]
     Bind {
@@ -32,20 +50,211 @@ pub fn parse_filter(level: &str) -> Result<EnvFilter, TelemetryError> {
     EnvFilter::try_new(level).map_err(|_| TelemetryError::Filter(level.to_owned()))
 }
 
-/// Installs structured JSON logs on stderr. `RUST_LOG` overrides `level`.
-/// A second call (tests) is a no-op.
-pub fn init_logging(level: &str) {
+/// `observability.tracing` of the kernel and the agent.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// Record OpenTelemetry spans and propagate W3C trace context. An OTLP endpoint (here or
+    /// in `OTEL_EXPORTER_OTLP_ENDPOINT`) turns this on too.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Fraction of new traces sampled (0..=1); a propagated parent's decision is followed.
+    #[serde(default = "full_sampling")]
+    pub sampling_rate: f64,
+    /// OTLP/gRPC collector (`http://collector:4317`). Export is off when neither this nor
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            sampling_rate: full_sampling(),
+            otlp_endpoint: None,
+        }
+    }
+}
+
+fn full_sampling() -> f64 {
+    1.0
+}
+
+impl TracingConfig {
+    /// The collector spans are exported to: `otlp_endpoint`, else `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn endpoint(&self) -> Option<String> {
+        self.otlp_endpoint
+            .clone()
+            .or_else(|| std::env::var(OTLP_ENDPOINT_ENV).ok())
+            .filter(|e| !e.trim().is_empty())
+    }
+
+    /// Whether spans are recorded at all.
+    pub fn active(&self) -> bool {
+        self.enabled || self.endpoint().is_some()
+    }
+
+    /// Problems with the settings, each prefixed with `at` (the YAML path).
+    pub fn problems(&self, at: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(0.0..=1.0).contains(&self.sampling_rate) {
+            problems.push(format!("{at}.sampling_rate must be within 0..=1"));
+        }
+        if let Some(endpoint) = &self.otlp_endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                problems.push(format!(
+                    "{at}.otlp_endpoint must be an http:// or https:// URL"
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// What [`init`] installed; [`Telemetry::shutdown`] exports the spans still buffered.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Flushes and stops span export (blocking work runs off the async workers).
+    pub async fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+            if let Ok(Err(error)) = flushed {
+                tracing::warn!(%error, "span export did not shut down cleanly");
+            }
+        }
+    }
+}
+
+/// Installs structured JSON logs on stderr (`RUST_LOG` overrides `level`) and, when
+/// `tracing` is active, OpenTelemetry spans for `service`, exported over OTLP/gRPC when an
+/// endpoint is set. Call it inside the Tokio runtime (the exporter's channel needs it).
+/// A second call (tests) installs nothing.
+pub fn init(
+    service: &'static str,
+    level: &str,
+    tracing: &TracingConfig,
+) -> Result<Telemetry, TelemetryError> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| parse_filter(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(true)
         .with_span_list(false)
-        .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_filter(filter);
+    let provider = if tracing.active() {
+        Some(tracer_provider(service, tracing)?)
+    } else {
+        None
+    };
+    let spans = provider.as_ref().map(|p| span_layer(p, service));
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(spans)
         .try_init();
+    if let Some(endpoint) = provider.as_ref().and(tracing.endpoint()) {
+        tracing::info!(%endpoint, sampling_rate = tracing.sampling_rate, "exporting spans over OTLP");
+    }
+    Ok(Telemetry { provider })
+}
+
+fn tracer_provider(
+    service: &'static str,
+    config: &TracingConfig,
+) -> Result<SdkTracerProvider, TelemetryError> {
+    let mut builder = SdkTracerProvider::builder()
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            config.sampling_rate,
+        ))))
+        .with_resource(Resource::builder().with_service_name(service).build());
+    if let Some(endpoint) = config.endpoint() {
+        use opentelemetry_otlp::WithExportConfig;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()
+            .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    Ok(builder.build())
+}
+
+/// Turns this crate's spans (`ext_proc.request`, `ext_proc.phase`, `agent.call`,
+/// `agent.execute`, `policy.execute`) into OpenTelemetry spans of `provider`, whatever the
+/// log level; events stay in the logs.
+pub fn span_layer<S>(provider: &SdkTracerProvider, service: &'static str) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(service))
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        // Both run on every enter and exit (each poll of an instrumented future); parents
+        // come from the span tree, not from the OpenTelemetry thread-local context.
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
+        .with_filter(
+            filter_fn(|meta| meta.is_span() && meta.target().starts_with("extproc"))
+                .with_max_level_hint(LevelFilter::DEBUG),
+        )
+}
+
+/// Makes `span` a child of the W3C trace context in `carrier`, when there is a valid one.
+pub fn continue_trace(span: &tracing::Span, carrier: &dyn Extractor) -> bool {
+    if span.is_disabled() {
+        return false;
+    }
+    let parent = TraceContextPropagator::new().extract(carrier);
+    parent.span().span_context().is_valid() && span.set_parent(parent).is_ok()
+}
+
+/// Writes `span`'s W3C trace context (`traceparent`, `tracestate`) into `carrier`.
+pub fn inject_trace(span: &tracing::Span, carrier: &mut dyn Injector) {
+    if !span.is_disabled() {
+        TraceContextPropagator::new().inject_context(&span.context(), carrier);
+    }
+}
+
+/// gRPC metadata as a trace-context carrier.
+pub struct Metadata<'a>(pub &'a mut tonic::metadata::MetadataMap);
+
+impl Injector for Metadata<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            value.parse(),
+        ) {
+            self.0.insert(key, value);
+        }
+    }
+}
+
+/// Read-only gRPC metadata as a trace-context carrier.
+pub struct MetadataRef<'a>(pub &'a tonic::metadata::MetadataMap);
+
+impl Extractor for MetadataRef<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .filter_map(|k| match k {
+                tonic::metadata::KeyRef::Ascii(k) => Some(k.as_str()),
+                tonic::metadata::KeyRef::Binary(_) => None,
+            })
+            .collect()
+    }
 }
 
 /// Readiness callback: `Ok` when ready, otherwise the reason.

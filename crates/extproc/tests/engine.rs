@@ -19,15 +19,23 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
+#[path = "engine/jwks.rs"]
+mod jwks;
+#[path = "engine/otlp.rs"]
+mod otlp;
+#[path = "engine/spans.rs"]
+mod spans;
+
 struct Engine {
     dir: tempfile::TempDir,
     agent: Option<RunningAgent>,
     kernel: RunningKernel,
 }
 
-fn agent_yaml(dir: &Path) -> String {
+/// The test agent's configuration; `settings` adds lines under `policy_settings`.
+fn agent_yaml(dir: &Path, settings: &str) -> String {
     format!(
-        "agent_core:\n  name: test-agent\n  socket_path: {sock}\n  observability:\n    metrics_port: 0\n    metrics_address: 127.0.0.1\n  policy_settings:\n    apiKeyAuth:\n      keys_file: {keys}\n",
+        "agent_core:\n  name: test-agent\n  socket_path: {sock}\n  observability:\n    metrics_port: 0\n    metrics_address: 127.0.0.1\n  policy_settings:\n    apiKeyAuth:\n      keys_file: {keys}\n{settings}",
         sock = dir.join("agent.sock").display(),
         keys = dir.join("keys.yaml").display()
     )
@@ -70,29 +78,44 @@ const ROUTES: &str = r#"    - route_name: users
 "#;
 
 async fn start_agent(dir: &Path) -> RunningAgent {
-    let config = AgentConfig::from_yaml(&agent_yaml(dir)).unwrap();
+    start_agent_with(dir, "").await
+}
+
+async fn start_agent_with(dir: &Path, settings: &str) -> RunningAgent {
+    let config = AgentConfig::from_yaml(&agent_yaml(dir, settings)).unwrap();
     agent::start(&config, "agent-v1".into()).await.unwrap()
 }
 
 impl Engine {
     async fn start(fail_open: bool, routes: &str) -> Self {
+        Self::start_with(fail_open, routes, "").await
+    }
+
+    /// Starts an agent with extra `policy_settings` lines, then a kernel with `routes`.
+    async fn start_with(fail_open: bool, routes: &str, settings: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("keys.yaml"),
             "- user_id: alice\n  key: alice-key\n",
         )
         .unwrap();
-        let agent = start_agent(dir.path()).await;
+        let agent = start_agent_with(dir.path(), settings).await;
         let config = KernelConfig::from_yaml(&kernel_yaml(dir.path(), fail_open, routes)).unwrap();
         let kernel = kernel::start(config, "kernel-v1".into()).await.unwrap();
-        // The broken route keeps readiness false, so wait for registration instead.
-        for _ in 0..200 {
-            let state = kernel.kernel().snapshot();
-            if state
+        // The broken route keeps readiness false, so wait for registration and for the route
+        // table built from it (an invalid route shows that the table was judged).
+        for _ in 0..500 {
+            let registered = kernel
+                .kernel()
+                .snapshot()
                 .agents
                 .values()
-                .all(|(_, conn)| conn.catalog().is_some())
-            {
+                .all(|(_, conn)| conn.catalog().is_some());
+            let judged = match kernel.kernel().readiness() {
+                Ok(()) => true,
+                Err(reason) => reason.contains(" invalid: "),
+            };
+            if registered && judged {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -175,7 +198,8 @@ fn response_body(body: &str) -> ProcessingRequest {
     }
 }
 
-/// One ext_proc stream: sends each message after the answer to the previous one.
+/// One ext_proc stream: sends each message after the answer to the previous one, then
+/// half-closes and waits for the kernel to end the stream, as Envoy does.
 async fn exchange(
     client: &mut ExternalProcessorClient<Channel>,
     messages: Vec<ProcessingRequest>,
@@ -203,6 +227,12 @@ async fn exchange(
             break;
         }
     }
+    drop(tx);
+    let closed = tokio::time::timeout(Duration::from_secs(5), inbound.message()).await;
+    assert!(
+        matches!(closed, Ok(Ok(None))),
+        "the kernel ends the stream after the half-close"
+    );
     answers
 }
 
@@ -624,8 +654,8 @@ async fn agent_reload_picks_up_new_keys_and_version() {
     )
     .unwrap();
     let agent = engine.agent.as_ref().unwrap();
-    let config = AgentConfig::from_yaml(&agent_yaml(engine.dir.path())).unwrap();
-    agent.reload(&config, "agent-v2".into()).unwrap();
+    let config = AgentConfig::from_yaml(&agent_yaml(engine.dir.path(), "")).unwrap();
+    agent.reload(&config, "agent-v2".into()).await.unwrap();
     assert_eq!(agent.config_version(), "agent-v2");
     let after = exchange(
         &mut client,

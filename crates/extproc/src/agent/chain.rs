@@ -300,82 +300,88 @@ pub fn run_chain(steps: &[Step], ctx: &mut Context, limits: Limits) -> ChainResu
         steps: Vec::with_capacity(steps.len()),
     };
     for step in steps {
-        let started = Instant::now();
-        let _span = tracing::debug_span!("policy.execute", policy.name = %step.name).entered();
-        let policy = match &step.policy {
-            Ok(policy) => policy,
-            Err(PolicyError::Unknown(_)) => {
-                result.steps.push(StepReport {
-                    policy: step.name.clone(),
-                    status: "unknown",
-                    reason: Some("unknown_policy"),
-                    seconds: 0.0,
-                });
-                if limits.fail_on_unknown {
-                    tracing::error!(policy.name = %step.name, "unknown policy, failing the request");
-                    result.status = ChainStatus::Error;
-                    result.policy_name.clone_from(&step.name);
-                    result.message = format!("unknown policy {}", step.name);
-                    result.instructions.push(error_response());
-                    return result;
-                }
-                tracing::warn!(policy.name = %step.name, "unknown policy skipped");
-                continue;
-            }
-            Err(error) => {
-                let error = error.clone();
-                if handle_failure(step, &error, 0.0, &mut result) {
-                    return result;
-                }
-                continue;
-            }
-        };
-        let outcome = policy.execute(ctx).and_then(|outcome| {
-            let mut probe_state = 0usize;
-            for instruction in &outcome.instructions {
-                if let Instruction::SetState { key, value } = instruction {
-                    probe_state += key.len() + value.len();
-                }
-            }
-            if ctx.state_size() + probe_state > limits.max_state_size_bytes {
-                return Err(PolicyError::Limit("state size limit exceeded".to_owned()));
-            }
-            Ok(outcome)
-        });
-        let seconds = started.elapsed().as_secs_f64();
-        match outcome {
-            Ok(outcome) => {
-                for instruction in &outcome.instructions {
-                    ctx.apply(instruction);
-                }
-                let terminal = outcome.decision == Decision::Deny
-                    || outcome
-                        .instructions
-                        .iter()
-                        .any(|i| matches!(i, Instruction::Immediate(_)));
-                result.instructions.extend(outcome.instructions);
-                result.metadata.extend(outcome.metadata);
-                result.steps.push(StepReport {
-                    policy: step.name.clone(),
-                    status: if terminal { "denied" } else { "ok" },
-                    reason: None,
-                    seconds,
-                });
-                if terminal {
-                    result.status = ChainStatus::Denied;
-                    result.policy_name.clone_from(&step.name);
-                    result.message = outcome.message;
-                    return result;
-                }
-            }
-            Err(error) => {
-                if handle_failure(step, &error, seconds, &mut result) {
-                    return result;
-                }
-            }
+        let span = tracing::debug_span!(
+            "policy.execute",
+            policy.name = %step.name,
+            decision = tracing::field::Empty
+        )
+        .entered();
+        let stop = run_step(step, ctx, limits, &mut result);
+        if let Some(report) = result.steps.last() {
+            span.record("decision", report.status);
+        }
+        if stop {
+            break;
         }
     }
     result
+}
+
+/// Runs one policy and records it in `result`; returns true when the chain stops.
+fn run_step(step: &Step, ctx: &mut Context, limits: Limits, result: &mut ChainResult) -> bool {
+    let started = Instant::now();
+    let policy = match &step.policy {
+        Ok(policy) => policy,
+        Err(PolicyError::Unknown(_)) => {
+            result.steps.push(StepReport {
+                policy: step.name.clone(),
+                status: "unknown",
+                reason: Some("unknown_policy"),
+                seconds: 0.0,
+            });
+            if limits.fail_on_unknown {
+                tracing::error!(policy.name = %step.name, "unknown policy, failing the request");
+                result.status = ChainStatus::Error;
+                result.policy_name.clone_from(&step.name);
+                result.message = format!("unknown policy {}", step.name);
+                result.instructions.push(error_response());
+                return true;
+            }
+            tracing::warn!(policy.name = %step.name, "unknown policy skipped");
+            return false;
+        }
+        Err(error) => return handle_failure(step, error, 0.0, result),
+    };
+    let outcome = policy.execute(ctx).and_then(|outcome| {
+        let mut probe_state = 0usize;
+        for instruction in &outcome.instructions {
+            if let Instruction::SetState { key, value } = instruction {
+                probe_state += key.len() + value.len();
+            }
+        }
+        if ctx.state_size() + probe_state > limits.max_state_size_bytes {
+            return Err(PolicyError::Limit("state size limit exceeded".to_owned()));
+        }
+        Ok(outcome)
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    match outcome {
+        Ok(outcome) => {
+            for instruction in &outcome.instructions {
+                ctx.apply(instruction);
+            }
+            let terminal = outcome.decision == Decision::Deny
+                || outcome
+                    .instructions
+                    .iter()
+                    .any(|i| matches!(i, Instruction::Immediate(_)));
+            result.instructions.extend(outcome.instructions);
+            result.metadata.extend(outcome.metadata);
+            result.steps.push(StepReport {
+                policy: step.name.clone(),
+                status: if terminal { "denied" } else { "ok" },
+                reason: None,
+                seconds,
+            });
+            if terminal {
+                result.status = ChainStatus::Denied;
+                result.policy_name.clone_from(&step.name);
+                result.message = outcome.message;
+            }
+            terminal
+        }
+        Err(error) => handle_failure(step, &error, seconds, result),
+    }
 }
 
 /// Records a failed step; returns true when the chain stops.

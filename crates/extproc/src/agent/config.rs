@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::telemetry::TracingConfig;
+
 /// Why an agent configuration was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentConfigError {
@@ -118,6 +120,9 @@ pub struct AgentObservability {
     /// Address the metrics endpoint binds.
     #[serde(default = "default_metrics_address")]
     pub metrics_address: String,
+    /// OpenTelemetry spans and OTLP export.
+    #[serde(default)]
+    pub tracing: TracingConfig,
 }
 
 impl Default for AgentObservability {
@@ -127,6 +132,7 @@ impl Default for AgentObservability {
             metrics_enabled: true,
             metrics_port: default_agent_metrics_port(),
             metrics_address: default_metrics_address(),
+            tracing: TracingConfig::default(),
         }
     }
 }
@@ -161,7 +167,7 @@ pub struct PolicySettings {
     pub api_key_auth: ApiKeySettings,
     /// Where `jwtValidation` finds its keys.
     #[serde(default, rename = "jwtValidation")]
-    pub jwt_validation: JwtSettings,
+    pub jwt_validation: Option<JwtSettings>,
     /// The shared store of `rateLimit` (`store: redis`).
     #[serde(default, rename = "rateLimit")]
     pub rate_limit: RateLimitSettings,
@@ -204,13 +210,23 @@ pub struct ApiKeySettings {
     pub keys_env: Option<String>,
 }
 
-/// Key sources of `jwtValidation`.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// Key sources of `jwtValidation`: one of `jwks_file` and `jwks_url`, and/or an HS256 secret.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtSettings {
     /// JWKS file (RS256, ES256, EdDSA keys), re-read when a token names an unknown `kid`.
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
+    /// JWKS URL (`https://` or `http://`), fetched at load, when a token names an unknown
+    /// `kid`, and every `jwks_refresh_interval_ms`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Period of the background JWKS refresh from `jwks_url`.
+    #[serde(default = "default_jwks_ttl")]
+    pub jwks_refresh_interval_ms: u64,
+    /// Timeout of one JWKS fetch.
+    #[serde(default = "default_jwks_timeout")]
+    pub jwks_fetch_timeout_ms: u64,
     /// Environment variable holding the HS256 shared secret.
     #[serde(default)]
     pub hs256_secret_env: Option<String>,
@@ -219,6 +235,37 @@ pub struct JwtSettings {
     pub min_refresh_interval_ms: u64,
 }
 
+impl JwtSettings {
+    /// Exactly one JWKS source (file or URL) unless the section only names an HS256 secret.
+    pub fn check(&self) -> Result<(), String> {
+        match (&self.jwks_file, &self.jwks_url) {
+            (Some(_), Some(_)) => return Err("give jwks_file or jwks_url, not both".to_owned()),
+            (None, None) if self.hs256_secret_env.is_none() => {
+                return Err("needs jwks_file or jwks_url (or hs256_secret_env)".to_owned())
+            }
+            _ => {}
+        }
+        if let Some(url) = &self.jwks_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err("jwks_url must be an https:// or http:// URL".to_owned());
+            }
+        }
+        if self.jwks_refresh_interval_ms < 1000 || self.jwks_fetch_timeout_ms == 0 {
+            return Err(
+                "jwks_refresh_interval_ms must be at least 1000 and jwks_fetch_timeout_ms positive"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn default_jwks_ttl() -> u64 {
+    300_000
+}
+fn default_jwks_timeout() -> u64 {
+    2_000
+}
 fn default_name() -> String {
     "default-agent".to_owned()
 }
@@ -250,7 +297,7 @@ fn default_max_state() -> usize {
     65_536
 }
 fn default_jwks_refresh() -> u64 {
-    10_000
+    30_000
 }
 
 impl AgentConfig {
@@ -305,6 +352,18 @@ impl AgentConfig {
         crate::telemetry::parse_filter(&core.observability.log_level).map_err(|e| {
             AgentConfigError::Invalid(format!("agent_core.observability.log_level: {e}"))
         })?;
+        let tracing = core
+            .observability
+            .tracing
+            .problems("agent_core.observability.tracing");
+        if !tracing.is_empty() {
+            return Err(AgentConfigError::Invalid(tracing.join("; ")));
+        }
+        if let Some(jwt) = &core.policy_settings.jwt_validation {
+            jwt.check().map_err(|e| {
+                AgentConfigError::Invalid(format!("policy_settings.jwtValidation: {e}"))
+            })?;
+        }
         super::policies::Registry::builtin(self)
             .map_err(|e| AgentConfigError::Invalid(e.to_string()))?;
         Ok(())
@@ -341,5 +400,45 @@ mod tests {
             AgentConfig::from_yaml("agent_core:\n  server:\n    max_concurrent_requests: 0\n")
                 .unwrap_err();
         assert!(error.to_string().contains("max_concurrent_requests"));
+    }
+
+    fn with_jwt(settings: &str) -> Result<AgentConfig, String> {
+        AgentConfig::from_yaml(&format!(
+            "agent_core:\n  policy_settings:\n    jwtValidation: {settings}\n"
+        ))
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn jwks_needs_exactly_one_source() {
+        let config = with_jwt("{jwks_url: \"https://idp.example/jwks.json\"}").unwrap();
+        let jwt = config.agent_core.policy_settings.jwt_validation.unwrap();
+        assert_eq!(jwt.min_refresh_interval_ms, 30_000);
+        assert_eq!(jwt.jwks_refresh_interval_ms, 300_000);
+        let both = with_jwt("{jwks_url: \"https://idp.example/jwks\", jwks_file: /tmp/j.json}");
+        assert!(both.unwrap_err().contains("not both"));
+        assert!(with_jwt("{}")
+            .unwrap_err()
+            .contains("needs jwks_file or jwks_url"));
+        assert!(with_jwt("{jwks_url: \"ftp://idp.example/jwks\"}")
+            .unwrap_err()
+            .contains("https:// or http://"));
+        assert!(with_jwt("{jwks_url: \"http://idp/jwks\", jwks_refresh_interval_ms: 5}").is_err());
+    }
+
+    #[test]
+    fn tracing_settings_are_checked() {
+        let config = AgentConfig::from_yaml(
+            "agent_core:\n  observability:\n    tracing: {enabled: true, sampling_rate: 0.5}\n",
+        )
+        .unwrap();
+        assert!(config.agent_core.observability.tracing.enabled);
+        for bad in ["sampling_rate: 2", "otlp_endpoint: collector:4317"] {
+            let error = AgentConfig::from_yaml(&format!(
+                "agent_core:\n  observability:\n    tracing: {{{bad}}}\n"
+            ))
+            .unwrap_err();
+            assert!(error.to_string().contains("tracing"), "{error}");
+        }
     }
 }

@@ -5,6 +5,8 @@
 //! metadata is parsed and checked once, not per request.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -78,10 +80,18 @@ pub struct Descriptor {
     pub body_flags: &'static [&'static str],
 }
 
+/// Work that waits on I/O (a JWKS fetch), run by the agent outside the synchronous chain.
+pub type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// A kind of policy, compiled into the agent.
 pub trait PolicyKind: Send + Sync {
     /// Its advertisement.
     fn descriptor(&self) -> Descriptor;
+    /// Loads what the kind fetches over the network and schedules its refreshes; awaited once
+    /// per loaded configuration, inside the runtime. Defaults to nothing.
+    fn start(&self) -> Option<Pending> {
+        None
+    }
     /// Builds an executable policy from route metadata (already decoded from the wire).
     fn compile(
         &self,
@@ -101,6 +111,12 @@ pub trait PolicyKind: Send + Sync {
 
 /// A policy bound to one route's metadata.
 pub trait CompiledPolicy: Send + Sync {
+    /// I/O this request needs before [`CompiledPolicy::execute`] (a JWKS refetch for an
+    /// unknown `kid`); awaited by the agent before the chain runs. Defaults to nothing.
+    fn prepare(&self, ctx: &Context) -> Option<Pending> {
+        let _ = ctx;
+        None
+    }
     /// Runs the policy on the current context. Never panics on input.
     fn execute(&self, ctx: &Context) -> Result<Outcome, PolicyError>;
 }
@@ -130,7 +146,7 @@ impl Registry {
         registry.register(Arc::new(allow_all::AllowAll));
         registry.register(Arc::new(ApiKeyAuth::from_settings(&settings.api_key_auth)?));
         registry.register(Arc::new(JwtValidation::from_settings(
-            &settings.jwt_validation,
+            settings.jwt_validation.as_ref(),
         )?));
         registry.register(Arc::new(rate_limit::RateLimit::from_settings(
             &settings.rate_limit,
@@ -140,6 +156,13 @@ impl Registry {
         registry.register(Arc::new(body_transform::ResponseBodyTransform));
         registry.register(Arc::new(audit_log::AuditLog));
         Ok(registry)
+    }
+
+    /// Runs every kind's [`PolicyKind::start`] (first JWKS fetches) and waits for them.
+    pub async fn start(&self) {
+        for pending in self.kinds.values().filter_map(|k| k.start()) {
+            pending.await;
+        }
     }
 
     /// Descriptors of every registered kind, for discovery and offline validation.

@@ -6,6 +6,7 @@ use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::Agent;
 use crate::proto;
@@ -44,7 +45,23 @@ impl PolicyAgent for Service {
             .await
             .map_err(|_| Status::unavailable("agent shutting down"))?;
         let agent = self.agent()?;
-        Ok(Response::new(agent.execute(request.into_inner())))
+        let (metadata, _, request) = request.into_parts();
+        let span = tracing::debug_span!(
+            "agent.execute",
+            otel.kind = "server",
+            request_id = %request.request_id,
+            phase = ?super::phase_of(request.phase),
+            decision = tracing::field::Empty,
+        );
+        // The kernel sends the trace context as gRPC metadata; other clients may use the field.
+        if !crate::telemetry::continue_trace(&span, &crate::telemetry::MetadataRef(&metadata)) {
+            crate::telemetry::continue_trace(&span, &request.trace_context);
+        }
+        let answer = agent.execute(request).instrument(span.clone()).await;
+        if let Some(status) = &answer.status {
+            span.record("decision", super::decision_name(status.code));
+        }
+        Ok(Response::new(answer))
     }
 
     async fn health(

@@ -27,17 +27,13 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let (config, _) = match AgentConfig::load(&args.config) {
-        Ok(loaded) => loaded,
-        Err(error) => {
-            eprintln!("policy-agent: {error}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
+    if let Err(error) = AgentConfig::load(&args.config) {
+        eprintln!("policy-agent: {error}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     if args.validate {
         println!("{}: valid", args.config.display());
         return ExitCode::SUCCESS;
     }
-    extproc::telemetry::init_logging(&config.agent_core.observability.log_level);
     extproc::cli::run_service("policy-agent", agent::run(&args.config))
 }

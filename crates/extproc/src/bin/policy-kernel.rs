@@ -49,13 +49,9 @@ fn main() -> ExitCode {
             }
         };
     }
-    let config = match KernelConfig::load(&args.config) {
-        Ok((config, _)) => config,
-        Err(error) => {
-            eprintln!("policy-kernel: {error}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    extproc::telemetry::init_logging(&config.policy_kernel.observability.log_level);
+    if let Err(error) = KernelConfig::load(&args.config) {
+        eprintln!("policy-kernel: {error}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     extproc::cli::run_service("policy-kernel", kernel::run(args.config))
 }

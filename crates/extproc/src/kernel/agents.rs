@@ -131,12 +131,14 @@ impl AgentConn {
             .unwrap_or_default()
     }
 
-    /// Runs a chain with the agent's timeout. Unreachable agents are retried with exponential
-    /// backoff within the same timeout (a known-unhealthy agent gets a single attempt).
+    /// Runs a chain with the agent's timeout, sending `trace` (W3C trace context) as gRPC
+    /// metadata. Unreachable agents are retried with exponential backoff within the same
+    /// timeout (a known-unhealthy agent gets a single attempt).
     pub async fn execute(
         &self,
         config: &AgentConfig,
         request: proto::PolicyRequest,
+        trace: &tonic::metadata::MetadataMap,
     ) -> Result<proto::PolicyResponse, CallError> {
         let timeout = Duration::from_millis(config.timeout_ms);
         let attempts = if self.is_healthy() {
@@ -157,7 +159,9 @@ impl AgentConn {
                     tokio::time::sleep(Duration::from_millis(backoff)).await;
                 }
                 let mut client = self.client();
-                match client.execute_policies(request.clone()).await {
+                let mut call = tonic::Request::new(request.clone());
+                *call.metadata_mut() = trace.clone();
+                match client.execute_policies(call).await {
                     Ok(answer) => return Ok(answer.into_inner()),
                     Err(status) => match status.code() {
                         tonic::Code::Unavailable

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::routes::PolicyCatalog;
 use crate::agent::chain::{OnFailure, Phase};
+use crate::telemetry::TracingConfig;
 
 /// Largest per-agent timeout (spec section 3.7).
 pub const MAX_AGENT_TIMEOUT_MS: u64 = 5000;
@@ -209,21 +210,6 @@ impl Default for Observability {
     }
 }
 
-/// `observability.tracing`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TracingConfig {
-    /// Emit spans (request, agent call, policy) to the log pipeline.
-    #[serde(default)]
-    pub enabled: bool,
-    /// Fraction of requests traced (0..=1).
-    #[serde(default)]
-    pub sampling_rate: f64,
-    /// OTLP endpoint; export is not built in yet, so setting it is rejected.
-    #[serde(default)]
-    pub otlp_endpoint: Option<String>,
-}
-
 fn default_address() -> String {
     "0.0.0.0".to_owned()
 }
@@ -374,18 +360,11 @@ impl KernelConfig {
             errors
                 .push("policy_kernel.server.max_concurrent_streams must be at least 1".to_owned());
         }
-        let tracing = &k.observability.tracing;
-        if !(0.0..=1.0).contains(&tracing.sampling_rate) {
-            errors.push(
-                "policy_kernel.observability.tracing.sampling_rate must be within 0..=1".to_owned(),
-            );
-        }
-        if tracing.otlp_endpoint.is_some() {
-            errors.push(
-                "policy_kernel.observability.tracing.otlp_endpoint: OTLP export is not built in"
-                    .to_owned(),
-            );
-        }
+        errors.extend(
+            k.observability
+                .tracing
+                .problems("policy_kernel.observability.tracing"),
+        );
         if let Err(e) = crate::telemetry::parse_filter(&k.observability.log_level) {
             errors.push(format!("policy_kernel.observability.log_level: {e}"));
         }

@@ -91,8 +91,9 @@ impl Answer {
     }
 }
 
-#[derive(Default)]
 struct StreamState {
+    /// `ext_proc.request`: the stream from request headers until it closes.
+    span: tracing::Span,
     snapshot: Option<Arc<KernelState>>,
     plan: Option<Arc<RoutePlan>>,
     request_id: String,
@@ -100,6 +101,21 @@ struct StreamState {
     pending_request: bool,
     response: Option<proto::ResponseContext>,
     pending_response: bool,
+}
+
+impl Default for StreamState {
+    fn default() -> Self {
+        Self {
+            span: tracing::Span::none(),
+            snapshot: None,
+            plan: None,
+            request_id: String::new(),
+            request: proto::RequestContext::default(),
+            pending_request: false,
+            response: None,
+            pending_response: false,
+        }
+    }
 }
 
 fn header_text(header: &HeaderValue) -> String {
@@ -503,6 +519,17 @@ impl StreamState {
             _ => kernel.next_request_id(),
         };
         let plan = snapshot.table.select(route_name.as_deref());
+        self.span = tracing::debug_span!(
+            "ext_proc.request",
+            otel.kind = "server",
+            request_id = %self.request_id,
+            route = plan.as_ref().map_or("none", |p| p.name.as_str()),
+            http.method = %self.request.method,
+            config.version = %snapshot.version,
+            decision = tracing::field::Empty,
+        );
+        // Continue Envoy's trace when it sent a `traceparent` header.
+        crate::telemetry::continue_trace(&self.span, &self.request.headers);
         self.snapshot = Some(snapshot);
         let mode = Some(mode_for(plan.as_deref()));
         self.plan = plan;
@@ -552,17 +579,20 @@ impl StreamState {
             return Answer::pass();
         };
         let span = tracing::debug_span!(
-            "ext_proc.request",
-            request_id = %self.request_id,
+            parent: &self.span,
+            "ext_proc.phase",
+            phase = ?phase,
             route = %plan.name,
-            ?phase,
-            config.version = %snapshot.version
+            agent = %plan.agent,
+            decision = tracing::field::Empty,
         );
         let started = Instant::now();
         let (answer, status) = self
             .call_agent(kernel, &snapshot, &plan, phase)
-            .instrument(span)
+            .instrument(span.clone())
             .await;
+        span.record("decision", status);
+        self.span.record("decision", status);
         kernel.count(&plan.name, &plan.agent, status);
         kernel
             .metrics
@@ -621,7 +651,10 @@ impl StreamState {
             },
             trace_context: HashMap::new(),
         };
-        let failure = match conn.execute(agent, request).await {
+        let call = tracing::debug_span!("agent.call", otel.kind = "client", agent = %agent.name);
+        let mut trace = tonic::metadata::MetadataMap::new();
+        crate::telemetry::inject_trace(&call, &mut crate::telemetry::Metadata(&mut trace));
+        let failure = match conn.execute(agent, request, &trace).instrument(call).await {
             Ok(answer) => {
                 let code = answer.status.as_ref().map(|s| s.code);
                 match convert(answer) {

@@ -1,14 +1,15 @@
 //! `jwtValidation`: verifies a bearer JWT (RS256, ES256, HS256, EdDSA) and exposes its claims.
 //!
-//! Asymmetric keys come from a JWKS file that is cached and re-read when a token names an
-//! unknown `kid` (at most once per `min_refresh_interval_ms`); the HS256 secret comes from an
-//! environment variable. Checks `exp` (required), `nbf`, `iss` and `aud` with a leeway. The
-//! claims are stored in the chain state (`jwt.sub`, `jwt.claims`) for `roleCheck` and
+//! Asymmetric keys come from a JWKS file or URL, cached and reloaded when a token names an
+//! unknown `kid` (at most once per `min_refresh_interval_ms`); a URL is also fetched when the
+//! configuration loads and every `jwks_refresh_interval_ms`, and a failed fetch keeps the
+//! previous keys. The HS256 secret comes from an environment variable. Checks `exp`
+//! (required), `nbf`, `iss` and `aud` with a leeway. The claims are stored in the chain state (`jwt.sub`, `jwt.claims`) for `roleCheck` and
 //! `rateLimit`, and selected claims can be copied into request headers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
@@ -16,7 +17,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{CompiledPolicy, Descriptor, PolicyError, PolicyKind, REQUEST};
+use super::{CompiledPolicy, Descriptor, Pending, PolicyError, PolicyKind, REQUEST};
 use crate::agent::chain::{Context, ImmediateResponse, Instruction, Outcome};
 use crate::agent::config::JwtSettings;
 
@@ -25,11 +26,29 @@ pub struct JwtValidation {
     keys: Arc<KeyStore>,
 }
 
+/// Largest JWKS document accepted from a URL.
+const MAX_JWKS_BYTES: usize = 1 << 20;
+
 struct KeyStore {
-    jwks_file: Option<PathBuf>,
+    source: KeySource,
     hs256: Option<DecodingKey>,
     min_refresh: Duration,
     jwks: RwLock<Jwks>,
+}
+
+enum KeySource {
+    None,
+    File(PathBuf),
+    Url(UrlSource),
+}
+
+struct UrlSource {
+    url: String,
+    client: reqwest::Client,
+    timeout: Duration,
+    period: Duration,
+    /// One fetch at a time; requests waiting for it re-check before fetching again.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 struct Jwks {
@@ -67,7 +86,8 @@ fn jwks_from_json(text: &str) -> Result<Jwks, PolicyError> {
 }
 
 impl KeyStore {
-    /// Finds the key for a token; re-reads the JWKS file once when the `kid` is unknown.
+    /// Finds the key for a token; re-reads a JWKS file once when the `kid` is unknown (a URL
+    /// was refetched by [`CompiledPolicy::prepare`] before).
     fn key_for(&self, alg: Algorithm, kid: Option<&str>) -> Option<DecodingKey> {
         if alg == Algorithm::HS256 {
             return self.hs256.clone();
@@ -75,12 +95,11 @@ impl KeyStore {
         if let Some(key) = self.lookup(kid) {
             return Some(key);
         }
-        let path = self.jwks_file.as_ref()?;
-        {
-            let jwks = self.jwks.read().ok()?;
-            if jwks.refreshed_at.elapsed() < self.min_refresh {
-                return None;
-            }
+        let KeySource::File(path) = &self.source else {
+            return None;
+        };
+        if !self.may_refresh() {
+            return None;
         }
         match load_jwks(path) {
             Ok(fresh) => {
@@ -99,6 +118,50 @@ impl KeyStore {
         self.lookup(kid)
     }
 
+    /// The rate limit of refreshes caused by unknown `kid`s.
+    fn may_refresh(&self) -> bool {
+        self.jwks
+            .read()
+            .is_ok_and(|jwks| jwks.refreshed_at.elapsed() >= self.min_refresh)
+    }
+
+    fn knows(&self, kid: &str) -> bool {
+        self.jwks
+            .read()
+            .is_ok_and(|jwks| jwks.by_kid.contains_key(kid))
+    }
+
+    /// Fetches the JWKS URL; on failure the previous keys stay. The attempt counts for the rate
+    /// limit from its start, so requests arriving meanwhile do not wait for it.
+    async fn fetch(&self, source: &UrlSource, why: &'static str) {
+        if let Ok(mut jwks) = self.jwks.write() {
+            jwks.refreshed_at = Instant::now();
+        }
+        match download(source).await {
+            Ok(fresh) => {
+                let keys = fresh.by_kid.len() + fresh.without_kid.len();
+                if let Ok(mut jwks) = self.jwks.write() {
+                    *jwks = fresh;
+                }
+                tracing::info!(jwks.url = %source.url, keys, why, "JWKS fetched");
+            }
+            Err(error) => {
+                tracing::error!(jwks.url = %source.url, %error, why, "JWKS fetch failed; keeping the previous keys");
+            }
+        }
+    }
+
+    /// Refetches the URL for an unknown `kid`, unless another request just did.
+    async fn refresh_for(&self, kid: &str) {
+        let KeySource::Url(source) = &self.source else {
+            return;
+        };
+        let _one = source.fetching.lock().await;
+        if !self.knows(kid) && self.may_refresh() {
+            self.fetch(source, "unknown kid").await;
+        }
+    }
+
     fn lookup(&self, kid: Option<&str>) -> Option<DecodingKey> {
         let jwks = self.jwks.read().ok()?;
         match kid {
@@ -114,12 +177,62 @@ impl KeyStore {
     }
 }
 
+async fn download(source: &UrlSource) -> Result<Jwks, String> {
+    let mut response = source
+        .client
+        .get(&source.url)
+        .timeout(source.timeout)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| e.to_string())?;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            return Err(format!("JWKS larger than {MAX_JWKS_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8(body).map_err(|_| "JWKS is not UTF-8".to_owned())?;
+    jwks_from_json(&text).map_err(|e| e.to_string())
+}
+
+/// Refetches the URL every period while the store is alive (its configuration is in use).
+async fn refresh_periodically(store: Weak<KeyStore>, period: Duration) {
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(store) = store.upgrade() else {
+            return;
+        };
+        if let KeySource::Url(source) = &store.source {
+            let _one = source.fetching.lock().await;
+            store.fetch(source, "periodic").await;
+        }
+    }
+}
+
 impl JwtValidation {
-    /// Loads keys from the agent settings.
-    pub fn from_settings(settings: &JwtSettings) -> Result<Self, PolicyError> {
-        let jwks = match &settings.jwks_file {
-            Some(path) => load_jwks(path)?,
-            None => jwks_from_json(r#"{"keys": []}"#)?,
+    /// Loads keys from the agent settings; a JWKS URL is fetched by [`PolicyKind::start`].
+    pub fn from_settings(settings: Option<&JwtSettings>) -> Result<Self, PolicyError> {
+        let Some(settings) = settings else {
+            return Ok(Self::with_keys(empty_jwks(), None, KeySource::None, 0));
+        };
+        let (jwks, source) = match (&settings.jwks_file, &settings.jwks_url) {
+            (Some(path), _) => (load_jwks(path)?, KeySource::File(path.clone())),
+            (None, Some(url)) => {
+                let client = reqwest::Client::builder()
+                    .build()
+                    .map_err(|e| PolicyError::Settings(format!("jwtValidation: {e}")))?;
+                let source = UrlSource {
+                    url: url.clone(),
+                    client,
+                    timeout: Duration::from_millis(settings.jwks_fetch_timeout_ms),
+                    period: Duration::from_millis(settings.jwks_refresh_interval_ms),
+                    fetching: tokio::sync::Mutex::new(()),
+                };
+                (empty_jwks(), KeySource::Url(source))
+            }
+            (None, None) => (empty_jwks(), KeySource::None),
         };
         let hs256 = match &settings.hs256_secret_env {
             Some(var) => {
@@ -140,7 +253,7 @@ impl JwtValidation {
         Ok(Self::with_keys(
             jwks,
             hs256,
-            settings.jwks_file.clone(),
+            source,
             settings.min_refresh_interval_ms,
         ))
     }
@@ -148,17 +261,25 @@ impl JwtValidation {
     fn with_keys(
         jwks: Jwks,
         hs256: Option<DecodingKey>,
-        jwks_file: Option<PathBuf>,
+        source: KeySource,
         min_refresh_ms: u64,
     ) -> Self {
         Self {
             keys: Arc::new(KeyStore {
-                jwks_file,
+                source,
                 hs256,
                 min_refresh: Duration::from_millis(min_refresh_ms),
                 jwks: RwLock::new(jwks),
             }),
         }
+    }
+}
+
+fn empty_jwks() -> Jwks {
+    Jwks {
+        by_kid: HashMap::new(),
+        without_kid: Vec::new(),
+        refreshed_at: Instant::now(),
     }
 }
 
@@ -235,6 +356,23 @@ impl PolicyKind for JwtValidation {
             requires_body: false,
             body_flags: &[],
         }
+    }
+
+    fn start(&self) -> Option<Pending> {
+        let KeySource::Url(source) = &self.keys.source else {
+            return None;
+        };
+        let store = Arc::downgrade(&self.keys);
+        let period = source.period;
+        Some(Box::pin(async move {
+            if let Some(keys) = store.upgrade() {
+                if let KeySource::Url(source) = &keys.source {
+                    let _one = source.fetching.lock().await;
+                    keys.fetch(source, "load").await;
+                }
+            }
+            tokio::spawn(refresh_periodically(store, period));
+        }))
     }
 
     fn compile(
@@ -344,6 +482,23 @@ impl CompiledJwt {
 }
 
 impl CompiledPolicy for CompiledJwt {
+    fn prepare(&self, ctx: &Context) -> Option<Pending> {
+        if !matches!(self.keys.source, KeySource::Url(_)) {
+            return None;
+        }
+        let header = jsonwebtoken::decode_header(self.token(ctx)?).ok()?;
+        let kid = header.kid?;
+        if header.alg == Algorithm::HS256 || self.keys.knows(&kid) || !self.keys.may_refresh() {
+            return None;
+        }
+        let keys = Arc::clone(&self.keys);
+        // A task, so the fetch completes even when the agent stops waiting for it.
+        let fetch = tokio::spawn(async move { keys.refresh_for(&kid).await });
+        Some(Box::pin(async move {
+            let _ = fetch.await;
+        }))
+    }
+
     fn execute(&self, ctx: &Context) -> Result<Outcome, PolicyError> {
         let Some(token) = self.token(ctx) else {
             if self.required {

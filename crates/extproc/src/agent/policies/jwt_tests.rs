@@ -40,7 +40,8 @@ fn sign(key: &EncodingKey, kid: &str, claims: &Value) -> String {
 
 fn kind_with(jwks: &[Value], file: Option<PathBuf>) -> JwtValidation {
     let text = json!({ "keys": jwks }).to_string();
-    JwtValidation::with_keys(jwks_from_json(&text).unwrap(), None, file, 0)
+    let source = file.map_or(KeySource::None, KeySource::File);
+    JwtValidation::with_keys(jwks_from_json(&text).unwrap(), None, source, 0)
 }
 
 fn bearer(token: &str) -> Context {
@@ -151,11 +152,14 @@ fn unknown_kid_triggers_a_jwks_refresh() {
     let path = dir.path().join("jwks.json");
     let (_, old) = generate_key("old");
     std::fs::write(&path, json!({"keys": [old]}).to_string()).unwrap();
-    let kind = JwtValidation::from_settings(&JwtSettings {
+    let kind = JwtValidation::from_settings(Some(&JwtSettings {
         jwks_file: Some(path.clone()),
+        jwks_url: None,
+        jwks_refresh_interval_ms: 300_000,
+        jwks_fetch_timeout_ms: 1000,
         hs256_secret_env: None,
         min_refresh_interval_ms: 0,
-    })
+    }))
     .unwrap();
     let (new_key, new) = generate_key("new");
     std::fs::write(&path, json!({"keys": [old, new]}).to_string()).unwrap();
@@ -171,7 +175,7 @@ fn hs256_uses_the_shared_secret() {
     let kind = JwtValidation::with_keys(
         jwks_from_json(r#"{"keys": []}"#).unwrap(),
         Some(DecodingKey::from_secret(secret)),
-        None,
+        KeySource::None,
         0,
     );
     let token = jsonwebtoken::encode(
