@@ -115,16 +115,25 @@ impl Source for HubbleSource {
                 tx,
                 stopped,
             ));
-            while let Some(line) = rx.recv().await {
+            // The stream's counters are copied on every line and every second, so that
+            // reconnects show while no flow arrives.
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    line = rx.recv() => {
+                        let sent = line.is_some_and(|l| out.send(Observation::Line(l)).is_ok());
+                        if !sent {
+                            break;
+                        }
+                    }
+                    _ = tick.tick() => {}
+                }
                 metrics
                     .source_reconnects
                     .store(stats.reconnects(), Ordering::Relaxed);
                 metrics
                     .lost_events
                     .store(stats.lost_events(), Ordering::Relaxed);
-                if out.send(Observation::Line(line)).is_err() {
-                    break;
-                }
             }
             follow.await??;
             Ok(())
