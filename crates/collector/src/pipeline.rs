@@ -110,7 +110,6 @@ impl Judge {
     pub fn observe(&mut self, observation: Observation) {
         self.seen += 1;
         self.metrics.observed.fetch_add(1, Ordering::Relaxed);
-        let before = *self.validator.totals();
         match observation {
             Observation::Line(line) => {
                 // Corrupt lines are counted in the payload's input statistics.
@@ -133,24 +132,13 @@ impl Judge {
                 self.validator.push_flow(self.seen, &flow);
             }
         }
-        let after = self.validator.totals();
+        let totals = self.validator.totals();
         let m = &self.metrics;
-        m.allowed.fetch_add(
-            after.allowed_count - before.allowed_count,
-            Ordering::Relaxed,
-        );
-        m.blocked.fetch_add(
-            after.blocked_count - before.blocked_count,
-            Ordering::Relaxed,
-        );
-        m.no_policy.fetch_add(
-            after.no_policy_count - before.no_policy_count,
-            Ordering::Relaxed,
-        );
-        m.enforcement_gaps.fetch_add(
-            after.discrepancies.enforcement_gap - before.discrepancies.enforcement_gap,
-            Ordering::Relaxed,
-        );
+        m.allowed.store(totals.allowed_count, Ordering::Relaxed);
+        m.blocked.store(totals.blocked_count, Ordering::Relaxed);
+        m.no_policy.store(totals.no_policy_count, Ordering::Relaxed);
+        m.enforcement_gaps
+            .store(totals.discrepancies.enforcement_gap, Ordering::Relaxed);
     }
 
     /// The payload of the hours that changed since the last flush, or `None` when nothing
