@@ -585,18 +585,22 @@ async fn events(
 ) -> Result<Json<Value>, AppError> {
     owned_cluster(&state, &who, &q.cluster_id).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    // Events are stored as their compact JSON; a known discrepancy name is matched in the
+    // query (before the limit), an unknown one matches nothing.
+    let containing = match q.discrepancy.as_deref() {
+        None => String::new(),
+        Some(d) if flowtypes::Discrepancy::ALL.iter().any(|x| x.as_str() == d) => {
+            format!("\"discrepancy\":\"{d}\"")
+        }
+        Some(_) => return Ok(Json(json!({"clusterId": q.cluster_id, "events": []}))),
+    };
     let docs = state
         .store
-        .events(&who.org_id, &q.cluster_id, limit)
+        .events(&who.org_id, &q.cluster_id, &containing, limit)
         .await?;
     let events: Vec<Value> = docs
         .iter()
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .filter(|e| {
-            q.discrepancy
-                .as_deref()
-                .is_none_or(|want| e["discrepancy"].as_str() == Some(want))
-        })
         .collect();
     Ok(Json(json!({"clusterId": q.cluster_id, "events": events})))
 }

@@ -592,11 +592,20 @@ impl Store {
         Ok(())
     }
 
-    /// Recent events of a cluster of `org_id`, newest first.
-    pub async fn events(&self, org_id: &str, cluster_id: &str, limit: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT e.document FROM validation_events e JOIN clusters c ON c.id = e.cluster_id WHERE c.org_id = $1 AND e.cluster_id = $2 ORDER BY e.time DESC LIMIT $3")
+    /// Recent events of a cluster of `org_id` whose document contains `containing` (a
+    /// literal text without `%` or `_`; empty: every event), newest first. The filter runs
+    /// before the limit, so `limit` matching events come back when there are that many.
+    pub async fn events(
+        &self,
+        org_id: &str,
+        cluster_id: &str,
+        containing: &str,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT e.document FROM validation_events e JOIN clusters c ON c.id = e.cluster_id WHERE c.org_id = $1 AND e.cluster_id = $2 AND e.document LIKE $3 ORDER BY e.time DESC LIMIT $4")
             .bind(org_id)
             .bind(cluster_id)
+            .bind(format!("%{containing}%"))
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;

@@ -217,11 +217,19 @@ async fn suite(store: &Store) {
         .await
         .unwrap();
     assert_eq!(
-        store.events(&acme.id, &prod.id, 10).await.unwrap(),
+        store.events(&acme.id, &prod.id, "", 10).await.unwrap(),
         vec!["{\"n\":2}", "{\"n\":1}"]
     );
+    // The filter applies before the limit: the older matching event still comes back.
+    assert_eq!(
+        store
+            .events(&acme.id, &prod.id, "\"n\":1", 1)
+            .await
+            .unwrap(),
+        vec!["{\"n\":1}"]
+    );
     assert!(store
-        .events(&other.id, &prod.id, 10)
+        .events(&other.id, &prod.id, "", 10)
         .await
         .unwrap()
         .is_empty());
