@@ -151,6 +151,7 @@ fn status_response(
         }),
         message,
         metadata: HashMap::new(),
+        call_id: 0,
     }
 }
 
@@ -250,8 +251,15 @@ impl Agent {
 
     /// Runs one request's chain: first the policies' I/O ([`CompiledPolicy::prepare`]), then
     /// the chain itself, synchronously. Never fails: problems become statuses and immediate
-    /// responses.
+    /// responses. The answer carries the request's `call_id`.
     pub async fn execute(&self, request: proto::PolicyRequest) -> proto::PolicyResponse {
+        let call_id = request.call_id;
+        let mut answer = self.run(request).await;
+        answer.call_id = call_id;
+        answer
+    }
+
+    async fn run(&self, request: proto::PolicyRequest) -> proto::PolicyResponse {
         let phase = phase_of(request.phase);
         if request.deadline_ms <= 0 {
             return status_response(
@@ -347,6 +355,7 @@ impl Agent {
             }),
             message: result.message,
             metadata: result.metadata,
+            call_id: 0,
         }
     }
 

@@ -15,6 +15,7 @@ use crate::telemetry::TelemetryError;
 pub mod agents;
 pub mod config;
 mod extproc;
+mod lane;
 pub mod metrics;
 pub mod routes;
 

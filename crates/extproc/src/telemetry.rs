@@ -224,20 +224,6 @@ pub fn inject_trace(span: &tracing::Span, carrier: &mut dyn Injector) {
     }
 }
 
-/// gRPC metadata as a trace-context carrier.
-pub struct Metadata<'a>(pub &'a mut tonic::metadata::MetadataMap);
-
-impl Injector for Metadata<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(key), Ok(value)) = (
-            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
-            value.parse(),
-        ) {
-            self.0.insert(key, value);
-        }
-    }
-}
-
 /// Read-only gRPC metadata as a trace-context carrier.
 pub struct MetadataRef<'a>(pub &'a tonic::metadata::MetadataMap);
 

@@ -21,6 +21,8 @@ use tonic::transport::Channel;
 
 #[path = "engine/jwks.rs"]
 mod jwks;
+#[path = "engine/lanes.rs"]
+mod lanes;
 #[path = "engine/otlp.rs"]
 mod otlp;
 #[path = "engine/spans.rs"]

@@ -1,16 +1,21 @@
 //! The agent's gRPC service on a Unix socket.
 
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
 use tokio::net::UnixListener;
-use tokio::sync::Semaphore;
-use tokio_stream::wrappers::UnixListenerStream;
-use tonic::{Request, Response, Status};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::Agent;
 use crate::proto;
 use crate::proto::policy_agent_server::{PolicyAgent, PolicyAgentServer};
+
+/// Answers of one `ExecutePoliciesStream` call waiting to be written.
+const STREAM_BUFFER: usize = 1024;
 
 struct Service {
     current: Arc<RwLock<Arc<Agent>>>,
@@ -44,24 +49,39 @@ impl PolicyAgent for Service {
             .acquire()
             .await
             .map_err(|_| Status::unavailable("agent shutting down"))?;
-        let agent = self.agent()?;
         let (metadata, _, request) = request.into_parts();
-        let span = tracing::debug_span!(
-            "agent.execute",
-            otel.kind = "server",
-            request_id = %request.request_id,
-            phase = ?super::phase_of(request.phase),
-            decision = tracing::field::Empty,
-        );
-        // The kernel sends the trace context as gRPC metadata; other clients may use the field.
-        if !crate::telemetry::continue_trace(&span, &crate::telemetry::MetadataRef(&metadata)) {
-            crate::telemetry::continue_trace(&span, &request.trace_context);
-        }
-        let answer = agent.execute(request).instrument(span.clone()).await;
-        if let Some(status) = &answer.status {
-            span.record("decision", super::decision_name(status.code));
-        }
+        let answer = run(self.agent()?, request, Some(&metadata)).await;
         Ok(Response::new(answer))
+    }
+
+    type ExecutePoliciesStreamStream =
+        Pin<Box<dyn Stream<Item = Result<proto::PolicyResponse, Status>> + Send>>;
+
+    async fn execute_policies_stream(
+        &self,
+        request: Request<Streaming<proto::PolicyRequest>>,
+    ) -> Result<Response<Self::ExecutePoliciesStreamStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (answers, outbound) = mpsc::channel(STREAM_BUFFER);
+        let (current, permits) = (Arc::clone(&self.current), Arc::clone(&self.permits));
+        // Calls run concurrently, one task each, and answer as they finish.
+        tokio::spawn(async move {
+            while let Ok(Some(request)) = inbound.message().await {
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                    break;
+                };
+                let Ok(agent) = current.read().map(|a| Arc::clone(&a)) else {
+                    break;
+                };
+                let answers = answers.clone();
+                tokio::spawn(async move {
+                    let answer = run(agent, request, None).await;
+                    drop(permit);
+                    let _ = answers.send(Ok(answer)).await;
+                });
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
     }
 
     async fn health(
@@ -74,6 +94,33 @@ impl PolicyAgent for Service {
             config_version: agent.config_version().to_owned(),
         }))
     }
+}
+
+/// Runs one call in an `agent.execute` span that continues the caller's trace (from gRPC
+/// metadata, or the request's `trace_context`).
+async fn run(
+    agent: Arc<Agent>,
+    request: proto::PolicyRequest,
+    metadata: Option<&tonic::metadata::MetadataMap>,
+) -> proto::PolicyResponse {
+    let span = tracing::debug_span!(
+        "agent.execute",
+        otel.kind = "server",
+        request_id = %request.request_id,
+        phase = ?super::phase_of(request.phase),
+        decision = tracing::field::Empty,
+    );
+    let from_metadata = metadata.is_some_and(|metadata| {
+        crate::telemetry::continue_trace(&span, &crate::telemetry::MetadataRef(metadata))
+    });
+    if !from_metadata {
+        crate::telemetry::continue_trace(&span, &request.trace_context);
+    }
+    let answer = agent.execute(request).instrument(span.clone()).await;
+    if let Some(status) = &answer.status {
+        span.record("decision", super::decision_name(status.code));
+    }
+    answer
 }
 
 pub(super) fn spawn(

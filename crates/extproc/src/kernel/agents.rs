@@ -8,6 +8,7 @@ use std::time::Duration;
 use tonic::transport::Channel;
 
 use super::config::AgentConfig;
+use super::lane::Lane;
 use super::routes::PolicyCatalog;
 use crate::proto;
 use crate::proto::policy_agent_client::PolicyAgentClient;
@@ -32,7 +33,7 @@ pub enum CallError {
 /// A connection to one agent socket, shared across configuration reloads while the socket
 /// path stays the same.
 pub struct AgentConn {
-    clients: Vec<PolicyAgentClient<Channel>>,
+    lanes: Vec<Lane>,
     next: AtomicUsize,
     healthy: AtomicBool,
     catalog: RwLock<Option<Arc<PolicyCatalog>>>,
@@ -52,11 +53,15 @@ impl std::fmt::Debug for AgentConn {
 impl AgentConn {
     /// Lazily connected channels (they connect on first use and reconnect after failures).
     pub fn new(config: &AgentConfig) -> Self {
-        let clients = (0..config.connections.max(1))
-            .map(|_| PolicyAgentClient::new(crate::uds::channel(&config.socket_path)))
+        let lanes = (0..config.connections.max(1))
+            .map(|_| {
+                Lane::new(PolicyAgentClient::new(crate::uds::channel(
+                    &config.socket_path,
+                )))
+            })
             .collect();
         Self {
-            clients,
+            lanes,
             next: AtomicUsize::new(0),
             healthy: AtomicBool::new(false),
             catalog: RwLock::new(None),
@@ -65,9 +70,12 @@ impl AgentConn {
         }
     }
 
+    fn lane(&self) -> &Lane {
+        &self.lanes[self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len()]
+    }
+
     fn client(&self) -> PolicyAgentClient<Channel> {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
-        self.clients[index].clone()
+        self.lane().client()
     }
 
     /// Last known health.
@@ -131,14 +139,13 @@ impl AgentConn {
             .unwrap_or_default()
     }
 
-    /// Runs a chain with the agent's timeout, sending `trace` (W3C trace context) as gRPC
-    /// metadata. Unreachable agents are retried with exponential backoff within the same
-    /// timeout (a known-unhealthy agent gets a single attempt).
+    /// Runs a chain with the agent's timeout, over a lane's stream (or a unary call when the
+    /// agent has no stream). Unreachable agents are retried with exponential backoff within
+    /// the same timeout (a known-unhealthy agent gets a single attempt).
     pub async fn execute(
         &self,
         config: &AgentConfig,
         request: proto::PolicyRequest,
-        trace: &tonic::metadata::MetadataMap,
     ) -> Result<proto::PolicyResponse, CallError> {
         let timeout = Duration::from_millis(config.timeout_ms);
         let attempts = if self.is_healthy() {
@@ -149,6 +156,7 @@ impl AgentConn {
         let request_id = request.request_id.clone();
         let call = async {
             let mut last = String::new();
+            let mut request = request;
             for attempt in 0..attempts {
                 if attempt > 0 {
                     let backoff = config
@@ -158,11 +166,15 @@ impl AgentConn {
                     tracing::warn!(agent = %config.name, attempt, backoff_ms = backoff, "retrying agent call");
                     tokio::time::sleep(Duration::from_millis(backoff)).await;
                 }
-                let mut client = self.client();
-                let mut call = tonic::Request::new(request.clone());
-                *call.metadata_mut() = trace.clone();
-                match client.execute_policies(call).await {
-                    Ok(answer) => return Ok(answer.into_inner()),
+                // The last attempt gives the request away; earlier ones send a copy.
+                let payload = if attempt + 1 < attempts {
+                    request.clone()
+                } else {
+                    std::mem::take(&mut request)
+                };
+                let answer = self.lane().execute(payload).await;
+                match answer {
+                    Ok(answer) => return Ok(answer),
                     Err(status) => match status.code() {
                         tonic::Code::Unavailable
                         | tonic::Code::Unknown

@@ -632,7 +632,7 @@ impl StreamState {
                 "error",
             );
         };
-        let request = proto::PolicyRequest {
+        let mut request = proto::PolicyRequest {
             request_id: self.request_id.clone(),
             policies: chain.policies.as_ref().clone(),
             context: Some(match phase {
@@ -650,11 +650,11 @@ impl StreamState {
                 Phase::Response => self.response.take(),
             },
             trace_context: HashMap::new(),
+            call_id: 0,
         };
         let call = tracing::debug_span!("agent.call", otel.kind = "client", agent = %agent.name);
-        let mut trace = tonic::metadata::MetadataMap::new();
-        crate::telemetry::inject_trace(&call, &mut crate::telemetry::Metadata(&mut trace));
-        let failure = match conn.execute(agent, request, &trace).instrument(call).await {
+        crate::telemetry::inject_trace(&call, &mut request.trace_context);
+        let failure = match conn.execute(agent, request).instrument(call).await {
             Ok(answer) => {
                 let code = answer.status.as_ref().map(|s| s.code);
                 match convert(answer) {

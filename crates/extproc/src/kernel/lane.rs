@@ -1,0 +1,216 @@
+//! Agent calls multiplexed over one long-lived `ExecutePoliciesStream` call per channel: a
+//! call costs one message each way instead of an HTTP/2 stream (headers, data, trailers).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use crate::proto;
+use crate::proto::policy_agent_client::PolicyAgentClient;
+
+/// Requests of one stream waiting to be written.
+const SEND_BUFFER: usize = 1024;
+
+/// Why a streamed call got no answer.
+#[derive(Debug, PartialEq, Eq)]
+enum LaneError {
+    /// The agent does not implement `ExecutePoliciesStream`: use unary calls.
+    Unsupported,
+    /// The stream could not open or broke before the answer came.
+    Broken(String),
+}
+
+/// One channel to the agent and the stream currently open on it.
+pub struct Lane {
+    client: PolicyAgentClient<Channel>,
+    open: Mutex<Option<Arc<Stream>>>,
+    unsupported: Arc<AtomicBool>,
+    /// The stream has answered once: the agent has it.
+    confirmed: AtomicBool,
+    next_call: AtomicU64,
+}
+
+struct Stream {
+    requests: mpsc::Sender<proto::PolicyRequest>,
+    ended: AtomicBool,
+    waiting: Mutex<Waiting>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    calls: HashMap<u64, oneshot::Sender<proto::PolicyResponse>>,
+    /// Why the stream ended; once set, no call waits on it any more.
+    closed: Option<LaneError>,
+}
+
+impl Stream {
+    fn waiting(&self) -> MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn close(&self, why: LaneError) {
+        self.ended.store(true, Ordering::Release);
+        let mut waiting = self.waiting();
+        waiting.closed = Some(why);
+        // Dropping the senders wakes every waiting call.
+        waiting.calls.clear();
+    }
+
+    fn error(&self) -> LaneError {
+        match &self.waiting().closed {
+            Some(LaneError::Unsupported) => LaneError::Unsupported,
+            Some(LaneError::Broken(reason)) => LaneError::Broken(reason.clone()),
+            None => LaneError::Broken("stream closed".to_owned()),
+        }
+    }
+}
+
+/// Removes a call's waiter when the call ends early (timeout, cancellation).
+struct Forget<'a> {
+    stream: &'a Stream,
+    call: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.stream.waiting().calls.remove(&self.call);
+    }
+}
+
+impl Lane {
+    /// A lane over `client`; its stream opens on the first call.
+    pub fn new(client: PolicyAgentClient<Channel>) -> Self {
+        Self {
+            client,
+            open: Mutex::new(None),
+            unsupported: Arc::new(AtomicBool::new(false)),
+            confirmed: AtomicBool::new(false),
+            next_call: AtomicU64::new(1),
+        }
+    }
+
+    /// A clone of the lane's client, for unary calls.
+    pub fn client(&self) -> PolicyAgentClient<Channel> {
+        self.client.clone()
+    }
+
+    /// Runs one call: on the lane's stream, or as a unary `ExecutePolicies` once the agent
+    /// answered that it has no stream.
+    pub async fn execute(
+        &self,
+        request: proto::PolicyRequest,
+    ) -> Result<proto::PolicyResponse, tonic::Status> {
+        if self.unsupported.load(Ordering::Relaxed) {
+            return Ok(self.client().execute_policies(request).await?.into_inner());
+        }
+        // Until the stream has answered once, keep a copy for an agent without it.
+        let copy = (!self.confirmed.load(Ordering::Relaxed)).then(|| request.clone());
+        match (self.call(request).await, copy) {
+            (Ok(answer), _) => Ok(answer),
+            (Err(LaneError::Unsupported), Some(copy)) => {
+                Ok(self.client().execute_policies(copy).await?.into_inner())
+            }
+            (Err(LaneError::Unsupported), None) => Err(tonic::Status::unavailable(
+                "the agent no longer has ExecutePoliciesStream",
+            )),
+            (Err(LaneError::Broken(reason)), _) => Err(tonic::Status::unavailable(reason)),
+        }
+    }
+
+    /// Sends `request` on the lane's stream (opening one when there is none) and waits for
+    /// the answer with the same `call_id`.
+    async fn call(
+        &self,
+        mut request: proto::PolicyRequest,
+    ) -> Result<proto::PolicyResponse, LaneError> {
+        let stream = self.stream();
+        let call = self.next_call.fetch_add(1, Ordering::Relaxed);
+        request.call_id = call;
+        let (answer, waiter) = oneshot::channel();
+        {
+            let mut waiting = stream.waiting();
+            if waiting.closed.is_some() {
+                drop(waiting);
+                return Err(stream.error());
+            }
+            waiting.calls.insert(call, answer);
+        }
+        let _forget = Forget {
+            stream: &stream,
+            call,
+        };
+        if stream.requests.send(request).await.is_err() {
+            return Err(stream.error());
+        }
+        let answer = waiter.await.map_err(|_| stream.error())?;
+        self.confirmed.store(true, Ordering::Relaxed);
+        Ok(answer)
+    }
+
+    /// The open stream, or a new one whose driver task is started here.
+    fn stream(&self) -> Arc<Stream> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(stream) = open.as_ref() {
+            if !stream.ended.load(Ordering::Acquire) {
+                return Arc::clone(stream);
+            }
+        }
+        let (requests, outbound) = mpsc::channel(SEND_BUFFER);
+        let stream = Arc::new(Stream {
+            requests,
+            ended: AtomicBool::new(false),
+            waiting: Mutex::new(Waiting::default()),
+        });
+        *open = Some(Arc::clone(&stream));
+        tokio::spawn(drive(
+            self.client.clone(),
+            outbound,
+            Arc::clone(&stream),
+            Arc::clone(&self.unsupported),
+        ));
+        stream
+    }
+}
+
+/// Opens the stream, hands each answer to its waiting call, and closes the stream with the
+/// reason it ended (an agent without the stream turns `unsupported` on first).
+async fn drive(
+    mut client: PolicyAgentClient<Channel>,
+    outbound: mpsc::Receiver<proto::PolicyRequest>,
+    stream: Arc<Stream>,
+    unsupported: Arc<AtomicBool>,
+) {
+    let broken = |status: tonic::Status| match status.code() {
+        tonic::Code::Unimplemented => LaneError::Unsupported,
+        _ => LaneError::Broken(status.message().to_owned()),
+    };
+    let why = match client
+        .execute_policies_stream(ReceiverStream::new(outbound))
+        .await
+    {
+        Err(status) => broken(status),
+        Ok(answers) => {
+            let mut answers = answers.into_inner();
+            loop {
+                match answers.message().await {
+                    Ok(Some(answer)) => {
+                        let waiter = stream.waiting().calls.remove(&answer.call_id);
+                        if let Some(waiter) = waiter {
+                            let _ = waiter.send(answer);
+                        }
+                    }
+                    Ok(None) => break LaneError::Broken("the agent ended the stream".to_owned()),
+                    Err(status) => break broken(status),
+                }
+            }
+        }
+    };
+    if why == LaneError::Unsupported {
+        unsupported.store(true, Ordering::Relaxed);
+    }
+    stream.close(why);
+}
