@@ -18,6 +18,7 @@ mod extproc;
 mod lane;
 pub mod metrics;
 pub mod routes;
+pub mod wire;
 
 pub use config::{KernelConfig, KernelConfigError};
 pub use extproc::ROUTE_ATTRIBUTE;

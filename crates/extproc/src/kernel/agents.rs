@@ -10,6 +10,7 @@ use tonic::transport::Channel;
 use super::config::AgentConfig;
 use super::lane::Lane;
 use super::routes::PolicyCatalog;
+use super::wire::PolicyCall;
 use crate::proto;
 use crate::proto::policy_agent_client::PolicyAgentClient;
 
@@ -54,11 +55,7 @@ impl AgentConn {
     /// Lazily connected channels (they connect on first use and reconnect after failures).
     pub fn new(config: &AgentConfig) -> Self {
         let lanes = (0..config.connections.max(1))
-            .map(|_| {
-                Lane::new(PolicyAgentClient::new(crate::uds::channel(
-                    &config.socket_path,
-                )))
-            })
+            .map(|_| Lane::new(crate::uds::channel(&config.socket_path)))
             .collect();
         Self {
             lanes,
@@ -145,7 +142,7 @@ impl AgentConn {
     pub async fn execute(
         &self,
         config: &AgentConfig,
-        request: proto::PolicyRequest,
+        request: PolicyCall,
     ) -> Result<proto::PolicyResponse, CallError> {
         let timeout = Duration::from_millis(config.timeout_ms);
         let attempts = if self.is_healthy() {
@@ -156,7 +153,6 @@ impl AgentConn {
         let request_id = request.request_id.clone();
         let call = async {
             let mut last = String::new();
-            let mut request = request;
             for attempt in 0..attempts {
                 if attempt > 0 {
                     let backoff = config
@@ -166,13 +162,8 @@ impl AgentConn {
                     tracing::warn!(agent = %config.name, attempt, backoff_ms = backoff, "retrying agent call");
                     tokio::time::sleep(Duration::from_millis(backoff)).await;
                 }
-                // The last attempt gives the request away; earlier ones send a copy.
-                let payload = if attempt + 1 < attempts {
-                    request.clone()
-                } else {
-                    std::mem::take(&mut request)
-                };
-                let answer = self.lane().execute(payload).await;
+                // Cheap: the policies and the context are shared bytes.
+                let answer = self.lane().execute(request.clone()).await;
                 match answer {
                     Ok(answer) => return Ok(answer),
                     Err(status) => match status.code() {

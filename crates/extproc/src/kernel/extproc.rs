@@ -22,13 +22,16 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{
 use envoy_types::pb::google::protobuf::{value::Kind, Struct};
 use std::pin::Pin;
 
+use prost::bytes::Bytes;
+
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::agents::CallError;
-use super::metrics::{AgentLabel, RequestLabels, RouteAgent};
+use super::metrics::{AgentLabel, RequestLabels};
 use super::routes::{Chain, RoutePlan};
+use super::wire::{encoded, PolicyCall};
 use super::{Kernel, KernelState};
 use crate::agent::chain::Phase;
 use crate::proto;
@@ -64,7 +67,9 @@ impl ExternalProcessor for ExtProcService {
                         return None;
                     }
                 };
-                let answer = state.handle(&kernel, message).await;
+                // Boxed: the stream's state stays small, so moving it between messages is
+                // cheap.
+                let answer = Box::pin(state.handle(&kernel, message)).await;
                 Some((Ok(answer), (inbound, state, kernel)))
             },
         );
@@ -98,6 +103,8 @@ struct StreamState {
     plan: Option<Arc<RoutePlan>>,
     request_id: String,
     request: proto::RequestContext,
+    /// `request`, encoded at the first agent call (it does not change after that).
+    encoded_request: Option<Bytes>,
     pending_request: bool,
     response: Option<proto::ResponseContext>,
     pending_response: bool,
@@ -111,6 +118,7 @@ impl Default for StreamState {
             plan: None,
             request_id: String::new(),
             request: proto::RequestContext::default(),
+            encoded_request: None,
             pending_request: false,
             response: None,
             pending_response: false,
@@ -539,7 +547,8 @@ impl StreamState {
         };
         match &plan.request {
             None if plan.invalid.is_none() => {
-                kernel.count(&plan.name, &plan.agent, "no_policy");
+                plan.series
+                    .count(&kernel.metrics, &plan.name, &plan.agent, "no_policy");
                 wrap(Which::RequestHeaders, Answer::pass(), mode)
             }
             Some(chain) if chain.needs_body && !headers.end_of_stream && plan.invalid.is_none() => {
@@ -593,15 +602,10 @@ impl StreamState {
             .await;
         span.record("decision", status);
         self.span.record("decision", status);
-        kernel.count(&plan.name, &plan.agent, status);
-        kernel
-            .metrics
-            .duration
-            .get_or_create(&RouteAgent {
-                route: plan.name.clone(),
-                agent: plan.agent.clone(),
-            })
-            .observe(started.elapsed().as_secs_f64());
+        let series = &plan.series;
+        series.count(&kernel.metrics, &plan.name, &plan.agent, status);
+        let seconds = started.elapsed().as_secs_f64();
+        series.observe(&kernel.metrics, &plan.name, &plan.agent, seconds);
         answer
     }
 
@@ -632,14 +636,14 @@ impl StreamState {
                 "error",
             );
         };
-        let mut request = proto::PolicyRequest {
+        let context = self
+            .encoded_request
+            .get_or_insert_with(|| encoded(&self.request))
+            .clone();
+        let mut request = PolicyCall {
             request_id: self.request_id.clone(),
-            policies: chain.policies.as_ref().clone(),
-            context: Some(match phase {
-                // The request body is not needed again after the request phase.
-                Phase::Request if plan.response.is_none() => std::mem::take(&mut self.request),
-                _ => self.request.clone(),
-            }),
+            policies: chain.policies.to_vec(),
+            context,
             deadline_ms: agent.timeout_ms as i64,
             phase: match phase {
                 Phase::Request => proto::PolicyPhase::Request as i32,

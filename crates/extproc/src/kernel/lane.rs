@@ -7,10 +7,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::client::Grpc;
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
+use tonic_prost::ProstCodec;
 
+use super::wire::PolicyCall;
 use crate::proto;
 use crate::proto::policy_agent_client::PolicyAgentClient;
+
+const UNARY: &str = "/policyhub.agent.v1.PolicyAgent/ExecutePolicies";
+const STREAM: &str = "/policyhub.agent.v1.PolicyAgent/ExecutePoliciesStream";
 
 /// Requests of one stream waiting to be written.
 const SEND_BUFFER: usize = 1024;
@@ -26,7 +33,7 @@ enum LaneError {
 
 /// One channel to the agent and the stream currently open on it.
 pub struct Lane {
-    client: PolicyAgentClient<Channel>,
+    channel: Channel,
     open: Mutex<Option<Arc<Stream>>>,
     unsupported: Arc<AtomicBool>,
     /// The stream has answered once: the agent has it.
@@ -35,7 +42,7 @@ pub struct Lane {
 }
 
 struct Stream {
-    requests: mpsc::Sender<proto::PolicyRequest>,
+    requests: mpsc::Sender<PolicyCall>,
     ended: AtomicBool,
     waiting: Mutex<Waiting>,
 }
@@ -82,10 +89,10 @@ impl Drop for Forget<'_> {
 }
 
 impl Lane {
-    /// A lane over `client`; its stream opens on the first call.
-    pub fn new(client: PolicyAgentClient<Channel>) -> Self {
+    /// A lane over `channel`; its stream opens on the first call.
+    pub fn new(channel: Channel) -> Self {
         Self {
-            client,
+            channel,
             open: Mutex::new(None),
             unsupported: Arc::new(AtomicBool::new(false)),
             confirmed: AtomicBool::new(false),
@@ -93,27 +100,39 @@ impl Lane {
         }
     }
 
-    /// A clone of the lane's client, for unary calls.
+    /// A client of the lane's channel (discovery, health).
     pub fn client(&self) -> PolicyAgentClient<Channel> {
-        self.client.clone()
+        PolicyAgentClient::new(self.channel.clone())
+    }
+
+    /// `ExecutePolicies`, the spec's unary call.
+    async fn unary(&self, call: PolicyCall) -> Result<proto::PolicyResponse, tonic::Status> {
+        let mut grpc = Grpc::new(self.channel.clone());
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let path = PathAndQuery::from_static(UNARY);
+        let codec = ProstCodec::<PolicyCall, proto::PolicyResponse>::default();
+        Ok(grpc
+            .unary(tonic::Request::new(call), path, codec)
+            .await?
+            .into_inner())
     }
 
     /// Runs one call: on the lane's stream, or as a unary `ExecutePolicies` once the agent
     /// answered that it has no stream.
     pub async fn execute(
         &self,
-        request: proto::PolicyRequest,
+        request: PolicyCall,
     ) -> Result<proto::PolicyResponse, tonic::Status> {
         if self.unsupported.load(Ordering::Relaxed) {
-            return Ok(self.client().execute_policies(request).await?.into_inner());
+            return self.unary(request).await;
         }
         // Until the stream has answered once, keep a copy for an agent without it.
         let copy = (!self.confirmed.load(Ordering::Relaxed)).then(|| request.clone());
         match (self.call(request).await, copy) {
             (Ok(answer), _) => Ok(answer),
-            (Err(LaneError::Unsupported), Some(copy)) => {
-                Ok(self.client().execute_policies(copy).await?.into_inner())
-            }
+            (Err(LaneError::Unsupported), Some(copy)) => self.unary(copy).await,
             (Err(LaneError::Unsupported), None) => Err(tonic::Status::unavailable(
                 "the agent no longer has ExecutePoliciesStream",
             )),
@@ -123,10 +142,7 @@ impl Lane {
 
     /// Sends `request` on the lane's stream (opening one when there is none) and waits for
     /// the answer with the same `call_id`.
-    async fn call(
-        &self,
-        mut request: proto::PolicyRequest,
-    ) -> Result<proto::PolicyResponse, LaneError> {
+    async fn call(&self, mut request: PolicyCall) -> Result<proto::PolicyResponse, LaneError> {
         let stream = self.stream();
         let call = self.next_call.fetch_add(1, Ordering::Relaxed);
         request.call_id = call;
@@ -167,7 +183,7 @@ impl Lane {
         });
         *open = Some(Arc::clone(&stream));
         tokio::spawn(drive(
-            self.client.clone(),
+            self.channel.clone(),
             outbound,
             Arc::clone(&stream),
             Arc::clone(&self.unsupported),
@@ -179,8 +195,8 @@ impl Lane {
 /// Opens the stream, hands each answer to its waiting call, and closes the stream with the
 /// reason it ended (an agent without the stream turns `unsupported` on first).
 async fn drive(
-    mut client: PolicyAgentClient<Channel>,
-    outbound: mpsc::Receiver<proto::PolicyRequest>,
+    channel: Channel,
+    outbound: mpsc::Receiver<PolicyCall>,
     stream: Arc<Stream>,
     unsupported: Arc<AtomicBool>,
 ) {
@@ -188,10 +204,17 @@ async fn drive(
         tonic::Code::Unimplemented => LaneError::Unsupported,
         _ => LaneError::Broken(status.message().to_owned()),
     };
-    let why = match client
-        .execute_policies_stream(ReceiverStream::new(outbound))
-        .await
-    {
+    let mut grpc = Grpc::new(channel);
+    let opened = match grpc.ready().await {
+        Ok(()) => {
+            let path = PathAndQuery::from_static(STREAM);
+            let codec = ProstCodec::<PolicyCall, proto::PolicyResponse>::default();
+            let calls = tonic::Request::new(ReceiverStream::new(outbound));
+            grpc.streaming(calls, path, codec).await
+        }
+        Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+    };
+    let why = match opened {
         Err(status) => broken(status),
         Ok(answers) => {
             let mut answers = answers.into_inner();

@@ -1,5 +1,7 @@
 //! Kernel metrics (spec section 7.1); the names are a contract.
 
+use std::sync::OnceLock;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -16,6 +18,57 @@ pub struct RequestLabels {
     pub agent: String,
     /// `ok`, `denied`, `error`, `fail_open`, `fail_closed`, `invalid_route`, `no_policy`.
     pub status: String,
+}
+
+/// Every `status` of `policy_kernel_requests_total`.
+pub const STATUSES: [&str; 7] = [
+    "ok",
+    "denied",
+    "error",
+    "fail_open",
+    "fail_closed",
+    "invalid_route",
+    "no_policy",
+];
+
+/// One route's series, looked up in the families on first use only: requests then update
+/// them without hashing labels.
+#[derive(Clone, Debug, Default)]
+pub struct RouteSeries {
+    requests: [OnceLock<Counter>; STATUSES.len()],
+    duration: OnceLock<Histogram>,
+}
+
+impl RouteSeries {
+    /// Counts one message of `route` (served by `agent`) with `status`.
+    pub fn count(&self, metrics: &KernelMetrics, route: &str, agent: &str, status: &str) {
+        let labels = || RequestLabels {
+            route: route.to_owned(),
+            agent: agent.to_owned(),
+            status: status.to_owned(),
+        };
+        match STATUSES.iter().position(|known| *known == status) {
+            Some(index) => self.requests[index]
+                .get_or_init(|| metrics.requests.get_or_create(&labels()).clone())
+                .inc(),
+            None => metrics.requests.get_or_create(&labels()).inc(),
+        };
+    }
+
+    /// Records the time one message of `route` took.
+    pub fn observe(&self, metrics: &KernelMetrics, route: &str, agent: &str, seconds: f64) {
+        self.duration
+            .get_or_init(|| {
+                metrics
+                    .duration
+                    .get_or_create(&RouteAgent {
+                        route: route.to_owned(),
+                        agent: agent.to_owned(),
+                    })
+                    .clone()
+            })
+            .observe(seconds);
+    }
 }
 
 /// `{route, agent}`.

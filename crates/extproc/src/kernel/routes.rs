@@ -3,9 +3,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use prost::bytes::Bytes;
 use serde_json::Value;
 
 use super::config::{ChainEntry, KernelConfig};
+use super::metrics::RouteSeries;
+use super::wire::encoded;
 use crate::agent::chain::Phase;
 use crate::proto;
 
@@ -133,8 +136,8 @@ impl PolicyCatalog {
 /// A chain ready to send: wire policies (metadata encoded once) and whether it needs the body.
 #[derive(Clone, Debug)]
 pub struct Chain {
-    /// Policies in order.
-    pub policies: Arc<Vec<proto::Policy>>,
+    /// Policies in order, each an encoded `proto::Policy`.
+    pub policies: Arc<[Bytes]>,
     /// Ask Envoy to buffer the body of this phase.
     pub needs_body: bool,
 }
@@ -152,6 +155,8 @@ pub struct RoutePlan {
     pub response: Option<Chain>,
     /// Why the route is invalid; such routes fail closed (500).
     pub invalid: Option<String>,
+    /// The route's metric series.
+    pub series: RouteSeries,
 }
 
 /// Route name → plan, plus the default.
@@ -182,16 +187,16 @@ fn encode_chain(
             let mut sorted: Vec<_> = metadata.iter().collect();
             sorted.sort();
             let identity = format!("{route}|{phase:?}|{index}|{}|{sorted:?}", entry.policy);
-            proto::Policy {
+            encoded(&proto::Policy {
                 name: entry.policy.clone(),
                 metadata,
                 on_failure: entry.on_failure.clone().unwrap_or_default(),
                 instance_key: crate::config_version(&identity),
-            }
+            })
         })
         .collect();
     Some(Chain {
-        policies: Arc::new(policies),
+        policies,
         needs_body: catalog.needs_body(chain),
     })
 }
@@ -233,6 +238,7 @@ impl RouteTable {
                 response: encode_chain(name, Phase::Response, response, catalog),
                 agent,
                 invalid,
+                series: RouteSeries::default(),
             })
         };
         let k = &config.policy_kernel;
@@ -350,20 +356,16 @@ mod tests {
     fn instance_keys_are_stable_and_distinct() {
         let first = RouteTable::build(&config(false), &catalogs());
         let again = RouteTable::build(&config(false), &catalogs());
+        let first_policy = |chain: Option<&Chain>| {
+            <proto::Policy as prost::Message>::decode(chain.unwrap().policies[0].as_ref()).unwrap()
+        };
         let key = |t: &RouteTable, r: &str| {
-            t.select(Some(r))
-                .unwrap()
-                .request
-                .as_ref()
-                .unwrap()
-                .policies[0]
-                .instance_key
-                .clone()
+            first_policy(t.select(Some(r)).unwrap().request.as_ref()).instance_key
         };
         assert_eq!(key(&first, "users"), key(&again, "users"));
         assert_ne!(key(&first, "users"), key(&first, "odd"));
         let users = first.select(Some("users")).unwrap();
-        let metadata = &users.response.as_ref().unwrap().policies[0].metadata;
+        let metadata = first_policy(users.response.as_ref()).metadata;
         assert_eq!(metadata["remove_fields"], r#"["x"]"#);
     }
 }
