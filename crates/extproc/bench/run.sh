@@ -4,7 +4,7 @@
 # KERNEL_CPUS / LOAD_CPUS choose the taskset CPU lists (default: kernel+agent on 0-1, load on
 # the rest when there are more than 2 CPUs, otherwise shared). OTLP=1 turns tracing on in both
 # processes (SAMPLING, default 1.0, for new traces) and exports to a span-counting collector
-# (`extproc_load otlp-sink`).
+# (`extproc_load otlp-sink`). RSS_EVERY=N samples RSS during the load (soak runs).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/policyhub-target-extproc}"
@@ -50,10 +50,16 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz="$(getconf CLK_TCK)"
 echo "rss_kb_before kernel=$(rss $kernel) agent=$(rss $agent)"
 k0=$(ticks $kernel); a0=$(ticks $agent)
+# RSS_EVERY=N prints both processes' RSS every N seconds of the load (soak runs).
+if [ -n "${RSS_EVERY:-}" ]; then
+  (t=0; while sleep "$RSS_EVERY"; do t=$((t + RSS_EVERY)); echo "rss_kb t=${t}s kernel=$(rss $kernel) agent=$(rss $agent)" >&2; done) &
+  sampler=$!
+fi
 out="$(taskset -c "$LOAD_CPUS" "$bin/examples/extproc_load" --target 127.0.0.1:19001 --route users \
   --duration "$duration" --concurrency "$concurrency" --header x-api-key=alice-key \
   --hs256-secret "$BENCH_HS256_SECRET" "$@")"
 k1=$(ticks $kernel); a1=$(ticks $agent)
+[ -n "${sampler:-}" ] && kill "$sampler"
 echo "$out"
 requests="$(echo "$out" | sed -n 's/^requests=\([0-9]*\).*/\1/p')"
 awk -v k=$((k1 - k0)) -v a=$((a1 - a0)) -v hz="$hz" -v n="$requests" 'BEGIN {

@@ -456,16 +456,16 @@ async fn agent_socket_is_private() {
 async fn agent_down_fails_closed_then_recovers_after_restart() {
     let mut engine = Engine::start(false, ROUTES).await;
     let mut client = engine.client().await;
-    engine.agent.take().unwrap().shutdown().await;
-    let down = exchange(
-        &mut client,
-        vec![request_headers(
-            "users",
-            &[("x-api-key", "alice-key")],
-            true,
-        )],
-    )
-    .await;
+    let allowed = || request_headers("users", &[("x-api-key", "alice-key")], true);
+    // The kernel's stream to the agent is open when the agent shuts down: the agent ends it
+    // instead of waiting for the kernel to.
+    let up = exchange(&mut client, vec![allowed()]).await;
+    assert_eq!(immediate_status(&up[0]), None);
+    let agent = engine.agent.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), agent.shutdown())
+        .await
+        .expect("the agent shuts down with the kernel's stream open");
+    let down = exchange(&mut client, vec![allowed()]).await;
     assert_eq!(immediate_status(&down[0]), Some(503));
 
     engine.agent = Some(start_agent(engine.dir.path()).await);

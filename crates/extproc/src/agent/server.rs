@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -20,6 +20,9 @@ const STREAM_BUFFER: usize = 1024;
 struct Service {
     current: Arc<RwLock<Arc<Agent>>>,
     permits: Arc<Semaphore>,
+    /// Turns true when the agent shuts down: open streams then end, since a graceful
+    /// shutdown waits for every stream.
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Service {
@@ -64,9 +67,18 @@ impl PolicyAgent for Service {
         let mut inbound = request.into_inner();
         let (answers, outbound) = mpsc::channel(STREAM_BUFFER);
         let (current, permits) = (Arc::clone(&self.current), Arc::clone(&self.permits));
-        // Calls run concurrently, one task each, and answer as they finish.
+        let mut shutdown = self.shutdown.clone();
+        // Calls run concurrently, one task each, and answer as they finish; the stream ends
+        // after the last answer once the kernel stops sending or the agent shuts down.
         tokio::spawn(async move {
-            while let Ok(Some(request)) = inbound.message().await {
+            loop {
+                let request = tokio::select! {
+                    message = inbound.message() => match message {
+                        Ok(Some(request)) => request,
+                        _ => break,
+                    },
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                };
                 let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                     break;
                 };
@@ -127,11 +139,12 @@ pub(super) fn spawn(
     current: Arc<RwLock<Arc<Agent>>>,
     max_concurrent: usize,
     listener: UnixListener,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<Result<(), tonic::transport::Error>> {
     let service = Service {
         current,
         permits: Arc::new(Semaphore::new(max_concurrent)),
+        shutdown: shutdown.clone(),
     };
     tokio::spawn(async move {
         tonic::transport::Server::builder()

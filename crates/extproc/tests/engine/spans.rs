@@ -58,8 +58,8 @@ fn exporter() -> InMemorySpanExporter {
         .clone()
 }
 
-/// Kernel and agent share the subscriber, but the trace crosses the Unix socket only as gRPC
-/// metadata.
+/// Kernel and agent share the subscriber, but the trace crosses the Unix socket only in the
+/// call's `trace_context`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_follow_a_request_from_envoy_through_the_agent_policies() {
     let exporter = exporter();
