@@ -4,10 +4,8 @@
 #   crates/extproc/bench/envoy-bench.sh [duration_s] [concurrency]
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/policyhub-target-extproc}"
 duration="${1:-10}"; concurrency="${2:-32}"
-cargo build --release -p policyhub-extproc --bins --examples >/dev/null
-bin="$CARGO_TARGET_DIR/release"
+. crates/extproc/bench/bins.sh
 envoy="${ENVOY_BIN:-$(python3 -c 'import envoy._bin as b, os; print(os.path.join(os.path.dirname(b.__file__), "envoy"))')}"
 cpus="$(nproc)"
 KERNEL_CPUS="${KERNEL_CPUS:-0-1}"

@@ -7,16 +7,8 @@
 # (`extproc_load otlp-sink`). RSS_EVERY=N samples RSS during the load (soak runs).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/policyhub-target-extproc}"
 duration="${1:-15}"; concurrency="${2:-64}"; shift $(( $# > 2 ? 2 : $# )) || true
-# BIN_DIR runs other builds (policy-kernel, policy-agent, examples/extproc_load), e.g. a
-# baseline kept from an earlier commit, to compare in the same session.
-if [ -n "${BIN_DIR:-}" ]; then
-  bin="$BIN_DIR"
-else
-  cargo build --release -p policyhub-extproc --bins --examples >/dev/null
-  bin="$CARGO_TARGET_DIR/release"
-fi
+. crates/extproc/bench/bins.sh
 cpus="$(nproc)"
 KERNEL_CPUS="${KERNEL_CPUS:-0-1}"
 if [ "$cpus" -gt 2 ]; then LOAD_CPUS="${LOAD_CPUS:-2-$((cpus - 1))}"; else LOAD_CPUS="${LOAD_CPUS:-0-$((cpus - 1))}"; fi
