@@ -21,19 +21,11 @@ fn summary(hour: i64, n: u64) -> serde_json::Value {
     })
 }
 
-/// `YYYY-MM-DDTHH:00:00Z` of Unix seconds (civil-from-days).
+/// `YYYY-MM-DDTHH:00:00Z` of Unix seconds.
 fn rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = civil::from_days(days);
     format!("{y:04}-{m:02}-{d:02}T{:02}:00:00Z", rem / 3600)
 }
 

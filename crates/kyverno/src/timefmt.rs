@@ -51,7 +51,7 @@ pub fn parse_rfc3339(s: &str) -> Option<f64> {
         }
         sign * (oh * 3600 + om * 60)
     };
-    let days = days_from_civil(y, mo, d);
+    let days = civil::to_days(y, u32::try_from(mo).ok()?, u32::try_from(d).ok()?);
     Some((days * 86400 + h * 3600 + mi * 60 + sec - offset) as f64 + frac)
 }
 
@@ -61,7 +61,7 @@ pub fn format_rfc3339(t: f64) -> String {
     let frac = t - secs as f64;
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = civil::from_days(days);
     let base = format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
         rem / 3600,
@@ -82,9 +82,15 @@ pub fn cron_fields(t: f64) -> (i64, i64, i64, i64, i64) {
     let secs = t.floor() as i64;
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
-    let (_, m, d) = civil_from_days(days);
+    let (_, m, d) = civil::from_days(days);
     let weekday = (days + 4).rem_euclid(7); // 1970-01-01 was a Thursday
-    ((rem % 3600) / 60, rem / 3600, d, m, weekday)
+    (
+        (rem % 3600) / 60,
+        rem / 3600,
+        i64::from(d),
+        i64::from(m),
+        weekday,
+    )
 }
 
 /// Now, in epoch seconds.
@@ -92,29 +98,6 @@ pub fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
