@@ -629,8 +629,9 @@ pub fn parse_utc(text: &str) -> Option<i64> {
 }
 
 /// Collector ingestion: the payload `policyhub validate --output json` emits, optionally
-/// gzip-compressed. Summaries are upserted per (cluster, hour, source) so a retried post
-/// never double-counts; events are kept for the event TTL.
+/// gzip-compressed. Summaries are upserted per (cluster, hour, source) and events are keyed
+/// by (cluster, source, document), so a retried post never double-counts nor stores an event
+/// twice; events are kept for the event TTL.
 async fn ingest(
     State(state): State<AppState>,
     ClusterCaller(cluster): ClusterCaller,
@@ -681,13 +682,12 @@ async fn ingest(
         })?;
         hours.push(hour);
     }
+    // Rows of one reporter: a retried post replaces its summaries and adds no event twice.
+    let source = payload.source.as_ref().unwrap_or(&payload.cluster);
     for (s, hour) in payload.summaries.iter().zip(hours) {
         let row = SummaryRow {
             hour,
-            source: payload
-                .source
-                .clone()
-                .unwrap_or_else(|| payload.cluster.clone()),
+            source: source.clone(),
             allowed: s.counts.allowed_count as i64,
             blocked: s.counts.blocked_count as i64,
             no_policy: s.counts.no_policy_count as i64,
@@ -708,7 +708,7 @@ async fn ingest(
     if !events.is_empty() {
         state
             .store
-            .insert_events(&cluster.id, &events, t, state.event_ttl)
+            .insert_events(&cluster.id, source, &events, t, state.event_ttl)
             .await?;
     }
     state

@@ -150,18 +150,35 @@ async fn ingestion_is_idempotent_and_feeds_the_dashboard_api() {
         bearer: Some(token),
         ..Default::default()
     };
+    let mut with_event = payload("2026-11-23T10:00:00Z", 40);
+    with_event["events"] = json!([{
+        "timestamp": "2026-11-23T10:15:00.123Z", "verdict": "BLOCKED",
+        "discrepancy": "ENFORCEMENT_GAP", "srcNamespace": "shop", "srcLabels": ["app=web"],
+        "dstNamespace": "shop", "dstLabels": ["app=db"], "dstPort": 5432, "protocol": "TCP"
+    }]);
     for _ in 0..2 {
-        // A retried post must not double-count.
+        // A retried post must not double-count, nor store its events twice.
         let (status, body, _) = call(
             &app,
             "POST",
             "/api/operator/validation",
             &collector,
-            Some(payload("2026-11-23T10:00:00Z", 40)),
+            Some(with_event.clone()),
         )
         .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     }
+    let (status, events, _) = call(
+        &app,
+        "GET",
+        &format!("/api/validation/events?clusterId={id}"),
+        &owner,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    assert_eq!(events["events"].as_array().unwrap().len(), 1, "{events}");
+    assert_eq!(events["events"][0]["dstPort"], 5432);
     // gzip works too.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(payload("2026-11-23T11:00:00Z", 2).to_string().as_bytes())

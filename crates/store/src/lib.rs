@@ -569,18 +569,23 @@ impl Store {
             .collect()
     }
 
-    /// Stores events (JSON documents with their time) that expire `ttl` seconds after `now`.
+    /// Stores events (JSON documents with their time) of one reporting `source` that expire
+    /// `ttl` seconds after `now`. Idempotent: an event's id is derived from the cluster, the
+    /// source and the document, so a retried post stores nothing twice.
     pub async fn insert_events(
         &self,
         cluster_id: &str,
+        source: &str,
         events: &[(i64, String)],
         now: i64,
         ttl: i64,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for (time, doc) in events {
-            sqlx::query("INSERT INTO validation_events (id, cluster_id, time, document, expires_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(new_id())
+            let name = [cluster_id, source, doc].join("\0");
+            let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes());
+            sqlx::query("INSERT INTO validation_events (id, cluster_id, time, document, expires_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING")
+                .bind(id.to_string())
                 .bind(cluster_id)
                 .bind(*time)
                 .bind(doc)

@@ -206,19 +206,29 @@ async fn suite(store: &Store) {
         "cross-tenant summaries"
     );
 
-    // Events expire with their TTL.
-    store
-        .insert_events(
-            &prod.id,
-            &[(40, "{\"n\":1}".into()), (41, "{\"n\":2}".into())],
-            50,
-            100,
-        )
-        .await
-        .unwrap();
+    // Events expire with their TTL; a retried post stores nothing twice, while the same
+    // document from another source is another event.
+    let events = [(40, "{\"n\":1}".into()), (41, "{\"n\":2}".into())];
+    for _ in 0..2 {
+        store
+            .insert_events(&prod.id, "node-a/run-1", &events, 50, 100)
+            .await
+            .unwrap();
+    }
     assert_eq!(
         store.events(&acme.id, &prod.id, "", 10).await.unwrap(),
         vec!["{\"n\":2}", "{\"n\":1}"]
+    );
+    store
+        .insert_events(&prod.id, "node-b/run-1", &events[..1], 50, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .events(&acme.id, &prod.id, "\"n\":1", 10)
+            .await
+            .unwrap(),
+        vec!["{\"n\":1}", "{\"n\":1}"]
     );
     // The filter applies before the limit: the older matching event still comes back.
     assert_eq!(
@@ -234,7 +244,7 @@ async fn suite(store: &Store) {
         .unwrap()
         .is_empty());
     assert_eq!(store.expire_events(149).await.unwrap(), 0);
-    assert_eq!(store.expire_events(150).await.unwrap(), 2);
+    assert_eq!(store.expire_events(150).await.unwrap(), 3);
 
     // Audit log.
     store
