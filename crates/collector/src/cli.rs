@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::pipeline::Snapshots;
-use crate::report::HubConfig;
+use crate::report::{HubConfig, Token};
 use crate::source::{FileSource, HubbleSource, Source};
 use crate::Settings;
 
@@ -77,7 +77,8 @@ struct Args {
     /// The hub's base URL.
     #[arg(long, env = "POLICYHUB_HUB_URL")]
     hub_url: String,
-    /// File holding the cluster token (from the hub's collector tokens).
+    /// File holding the cluster token (from the hub's collector tokens), read again before
+    /// each post so that a rotated token takes effect without a restart.
     #[arg(long, env = "POLICYHUB_TOKEN_FILE", conflicts_with = "token")]
     token_file: Option<PathBuf>,
     /// The cluster token itself (prefer --token-file).
@@ -221,15 +222,16 @@ fn hubble_config(args: &Args) -> anyhow::Result<hubble_client::Config> {
     })
 }
 
-fn token(args: &Args) -> anyhow::Result<String> {
-    match (&args.token, &args.token_file) {
-        (Some(t), _) => Ok(t.trim().to_string()),
-        (None, Some(path)) => Ok(std::fs::read_to_string(path)
-            .with_context(|| format!("reading the token file {}", path.display()))?
-            .trim()
-            .to_string()),
+/// The token source; a token file must be readable at start-up and is read again before
+/// each post.
+fn token(args: &Args) -> anyhow::Result<Token> {
+    let token = match (&args.token, &args.token_file) {
+        (Some(t), _) => Token::Fixed(t.trim().to_string()),
+        (None, Some(path)) => Token::File(path.clone()),
         (None, None) => anyhow::bail!("no cluster token: give --token-file or POLICYHUB_TOKEN"),
-    }
+    };
+    token.current().map_err(anyhow::Error::msg)?;
+    Ok(token)
 }
 
 async fn shutdown_signal() {

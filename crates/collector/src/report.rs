@@ -150,13 +150,36 @@ pub fn decode(body: &[u8]) -> io::Result<ValidationPayload> {
     Ok(serde_json::from_slice(&json)?)
 }
 
+/// The cluster token (`phc_...`).
+#[derive(Debug, Clone)]
+pub enum Token {
+    /// Given once.
+    Fixed(String),
+    /// Read from this file before each post, so that a rotated Secret (the kubelet replaces
+    /// the mounted file) takes effect without a restart.
+    File(PathBuf),
+}
+
+impl Token {
+    /// The token to send now.
+    pub fn current(&self) -> Result<String, String> {
+        match self {
+            Token::Fixed(token) => Ok(token.clone()),
+            Token::File(path) => match std::fs::read_to_string(path) {
+                Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_string()),
+                Ok(_) => Err(format!("the token file {} is empty", path.display())),
+                Err(e) => Err(format!("reading the token file {}: {e}", path.display())),
+            },
+        }
+    }
+}
+
 /// Where and how batches are posted.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
     /// The hub's base URL (`https://hub.example.com`).
     pub url: String,
-    /// The cluster token (`phc_...`).
-    pub token: String,
+    pub token: Token,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub timeout: Duration,
@@ -203,10 +226,14 @@ impl Reporter {
             "{}/api/operator/validation",
             self.hub.url.trim_end_matches('/')
         );
+        let token = match self.hub.token.current() {
+            Ok(token) => token,
+            Err(e) => return Posted::Retry(e),
+        };
         let response = self
             .client
             .post(&url)
-            .bearer_auth(&self.hub.token)
+            .bearer_auth(token)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::CONTENT_ENCODING, "gzip")
             .body(body)

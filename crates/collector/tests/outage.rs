@@ -3,56 +3,10 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use collector::metrics::Metrics;
-use collector::pipeline::Observation;
-use collector::source::Source;
-
-/// Lines the test hands over, as a source would read them.
-struct Feed(Mutex<Option<Receiver<Vec<u8>>>>);
-
-impl Source for Feed {
-    fn name(&self) -> &'static str {
-        "feed"
-    }
-    fn run(
-        self: Box<Self>,
-        out: SyncSender<Observation>,
-        _stop: Arc<AtomicBool>,
-        _metrics: Arc<Metrics>,
-    ) -> anyhow::Result<()> {
-        let rx = self.0.lock().unwrap().take().unwrap();
-        for line in rx {
-            if out.send(Observation::Line(line)).is_err() {
-                break;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// web → db on `port` (5432 allowed, anything else blocked) at unix time `t`.
-fn line(t: i64, port: u16) -> Vec<u8> {
-    format!(
-        r#"{{"flow":{{"time":"{}","IP":{{"source":"10.0.0.1","destination":"10.0.0.2"}},"l4":{{"TCP":{{"source_port":40000,"destination_port":{port}}}}},"verdict":"FORWARDED","event_type":{{"type":4}},"trace_observation_point":"TO_ENDPOINT"}}}}"#,
-        flow::synth::rfc3339(t, 0)
-    )
-    .into_bytes()
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+use common::{eventually, line};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_hour_arrives_once_across_a_hub_outage() {
@@ -61,17 +15,8 @@ async fn every_hour_arrives_once_across_a_hub_outage() {
     let tenant = common::tenant(&db).await;
     let mut hub = common::Hub::start(&db, "127.0.0.1:0".parse().unwrap());
 
-    let (_inventory, snapshots) = common::web_db_snapshot();
     let settings = common::settings(&hub.url(), &tenant, dir.path());
-    let metrics = Arc::new(Metrics::default());
-    let (feed, rx) = std::sync::mpsc::channel();
-    let run = tokio::spawn(collector::run(
-        settings,
-        Box::new(Feed(Mutex::new(Some(rx)))),
-        snapshots,
-        metrics.clone(),
-        std::future::pending(),
-    ));
+    let (feed, run, metrics) = common::run_collector(settings);
 
     // Two hours: the previous one and this one.
     let now = hub::now();

@@ -5,12 +5,16 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use collector::pipeline::{Snapshot, SnapshotSender, Snapshots};
-use collector::report::HubConfig;
+use collector::metrics::Metrics;
+use collector::pipeline::{Observation, Snapshot, SnapshotSender, Snapshots};
+use collector::report::{HubConfig, Token};
+use collector::source::Source;
 use collector::Settings;
 use flowtypes::Counts;
 use tokio::sync::watch;
@@ -53,7 +57,7 @@ pub fn settings(hub_url: &str, tenant: &Tenant, dir: &Path) -> Settings {
         node: "node-a".into(),
         hub: HubConfig {
             url: hub_url.to_string(),
-            token: tenant.cluster_token.clone(),
+            token: Token::Fixed(tenant.cluster_token.clone()),
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_millis(300),
             timeout: Duration::from_secs(5),
@@ -73,9 +77,11 @@ pub fn settings(hub_url: &str, tenant: &Tenant, dir: &Path) -> Settings {
 
 /// Credentials of the test organization.
 pub struct Tenant {
+    pub org_id: String,
     pub cluster_id: String,
     /// For the collector.
     pub cluster_token: String,
+    pub cluster_token_id: String,
     /// For reading the API.
     pub api_token: String,
 }
@@ -89,7 +95,7 @@ pub async fn tenant(db: &Path) -> Tenant {
     let org = store.create_org("test", now).await.unwrap();
     let cluster = store.create_cluster(&org.id, "lab", now).await.unwrap();
     let cluster_token = hub::auth::new_secret("phc_");
-    store
+    let issued = store
         .issue_cluster_token(
             &cluster.id,
             &hub::auth::secret_hash(&cluster_token),
@@ -110,8 +116,10 @@ pub async fn tenant(db: &Path) -> Tenant {
         .await
         .unwrap();
     Tenant {
+        org_id: org.id,
         cluster_id: cluster.id,
         cluster_token,
+        cluster_token_id: issued.id,
         api_token,
     }
 }
@@ -217,4 +225,76 @@ pub async fn summary(hub_url: &str, tenant: &Tenant) -> (Counts, Vec<(i64, u64, 
         })
         .collect();
     (totals, timeline)
+}
+
+/// Lines the test hands over, as a source would read them.
+pub struct Feed(pub Mutex<Option<Receiver<Vec<u8>>>>);
+
+impl Source for Feed {
+    fn name(&self) -> &'static str {
+        "feed"
+    }
+    fn run(
+        self: Box<Self>,
+        out: SyncSender<Observation>,
+        _stop: Arc<AtomicBool>,
+        _metrics: Arc<Metrics>,
+    ) -> anyhow::Result<()> {
+        let rx = self.0.lock().unwrap().take().unwrap();
+        for line in rx {
+            if out.send(Observation::Line(line)).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// web → db on `port` (5432 allowed, anything else blocked) at unix time `t`.
+pub fn line(t: i64, port: u16) -> Vec<u8> {
+    format!(
+        r#"{{"flow":{{"time":"{}","IP":{{"source":"10.0.0.1","destination":"10.0.0.2"}},"l4":{{"TCP":{{"source_port":40000,"destination_port":{port}}}}},"verdict":"FORWARDED","event_type":{{"type":4}},"trace_observation_point":"TO_ENDPOINT"}}}}"#,
+        flow::synth::rfc3339(t, 0)
+    )
+    .into_bytes()
+}
+
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Runs the collector on [`WEB_DB`] with `settings`, judging the lines sent on the returned
+/// sender; it ends when the sender is dropped.
+pub fn run_collector(
+    settings: Settings,
+) -> (
+    mpsc::Sender<Vec<u8>>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+    Arc<Metrics>,
+) {
+    let (inventory, snapshots) = web_db_snapshot();
+    let metrics = Arc::new(Metrics::default());
+    let (feed, rx) = mpsc::channel();
+    let run = tokio::spawn({
+        let metrics = metrics.clone();
+        async move {
+            // The inventory stays current for the whole run.
+            let _inventory = inventory;
+            collector::run(
+                settings,
+                Box::new(Feed(Mutex::new(Some(rx)))),
+                snapshots,
+                metrics,
+                std::future::pending(),
+            )
+            .await
+        }
+    });
+    (feed, run, metrics)
 }
