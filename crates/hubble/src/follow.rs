@@ -98,7 +98,7 @@ async fn stream(
 ) -> End {
     let channel = match connector.connect().await {
         Ok(channel) => channel,
-        Err(e) => return End::Failed(error_chain(&e)),
+        Err(e) => return End::Failed(e),
     };
     let mut responses = match ObserverClient::new(channel)
         .get_flows(request.clone())

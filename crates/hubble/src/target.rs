@@ -116,71 +116,45 @@ fn tcp_uri(authority: &str, tls: bool) -> Result<String, &'static str> {
 /// A checked target, ready to dial again after every failure.
 pub(crate) enum Connector {
     Unix(PathBuf),
+    /// Plain TCP: the endpoint is built once.
     Tcp(Box<Endpoint>),
+    /// TLS: the endpoint is built again, reading the PEM files, before each dial, so that
+    /// rotated certificates are used from the next connection on.
+    Tls {
+        uri: String,
+        tls: Tls,
+    },
 }
 
 impl Connector {
-    /// Checks the address and reads the TLS files once, naming the address or file on error.
+    /// Checks the address and the TLS files, naming the address or file on error.
     pub(crate) async fn new(target: &Target) -> Result<Self, Error> {
-        let (uri, tls) = match target {
-            Target::Unix(path) => return Ok(Connector::Unix(path.clone())),
-            Target::Tcp { uri, tls } => (uri, tls),
-        };
-        let invalid = |reason| Error::InvalidTarget {
-            address: uri.clone(),
-            reason,
-        };
-        let authority = match uri.split_once("://") {
-            None => uri.as_str(),
-            Some(("http" | "https" | "tls", rest)) => rest,
-            Some(_) => return Err(invalid("the scheme is not http, https or tls")),
-        };
-        let uri = tcp_uri(authority, tls.is_some()).map_err(invalid)?;
-        let endpoint = Endpoint::from_shared(uri.clone())
-            .map_err(|_| invalid("not a host:port address"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .tcp_keepalive(Some(KEEPALIVE_IDLE))
-            .tcp_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-            .tcp_keepalive_retries(Some(KEEPALIVE_RETRIES));
-        let Some(tls) = tls else {
-            return Ok(Connector::Tcp(Box::new(endpoint)));
-        };
-        let mut config = ClientTlsConfig::new();
-        config = match &tls.ca {
-            Some(path) => config.ca_certificate(Certificate::from_pem(
-                read_pem(path, "CA certificate", "CERTIFICATE").await?,
-            )),
-            None => config.with_native_roots(),
-        };
-        match (&tls.cert, &tls.key) {
-            (Some(cert), Some(key)) => {
-                let cert = read_pem(cert, "client certificate", "CERTIFICATE").await?;
-                let key = read_pem(key, "client key", "PRIVATE KEY").await?;
-                config = config.identity(Identity::from_pem(cert, key));
+        match target {
+            Target::Unix(path) => Ok(Connector::Unix(path.clone())),
+            Target::Tcp { uri, tls: None } => {
+                Ok(Connector::Tcp(Box::new(endpoint(uri, None).await?)))
             }
-            (None, None) => {}
-            _ => {
-                return Err(Error::Tls {
-                    address: uri,
-                    reason: "a client certificate and its key go together".to_string(),
+            Target::Tcp {
+                uri,
+                tls: Some(tls),
+            } => {
+                endpoint(uri, Some(tls)).await?;
+                Ok(Connector::Tls {
+                    uri: uri.clone(),
+                    tls: tls.clone(),
                 })
             }
         }
-        if let Some(name) = &tls.server_name {
-            config = config.domain_name(name.clone());
-        }
-        let endpoint = endpoint.tls_config(config).map_err(|e| Error::Tls {
-            address: uri,
-            reason: error_chain(&e),
-        })?;
-        Ok(Connector::Tcp(Box::new(endpoint)))
     }
 
-    /// Opens a connection.
-    pub(crate) async fn connect(&self) -> Result<Channel, tonic::transport::Error> {
-        match self {
+    /// Opens a connection; the error says why, with its causes.
+    pub(crate) async fn connect(&self) -> Result<Channel, String> {
+        let dialled = match self {
             Connector::Tcp(endpoint) => endpoint.connect().await,
+            Connector::Tls { uri, tls } => {
+                let endpoint = endpoint(uri, Some(tls)).await.map_err(|e| e.to_string())?;
+                endpoint.connect().await
+            }
             Connector::Unix(path) => {
                 let path = path.clone();
                 // The URI is required by the API but never dialled: the connector is.
@@ -191,8 +165,61 @@ impl Connector {
                     }))
                     .await
             }
+        };
+        dialled.map_err(|e| error_chain(&e))
+    }
+}
+
+/// The endpoint of a TCP target, with its TLS files read now.
+async fn endpoint(uri: &str, tls: Option<&Tls>) -> Result<Endpoint, Error> {
+    let invalid = |reason| Error::InvalidTarget {
+        address: uri.to_string(),
+        reason,
+    };
+    let authority = match uri.split_once("://") {
+        None => uri,
+        Some(("http" | "https" | "tls", rest)) => rest,
+        Some(_) => return Err(invalid("the scheme is not http, https or tls")),
+    };
+    let uri = tcp_uri(authority, tls.is_some()).map_err(invalid)?;
+    let endpoint = Endpoint::from_shared(uri.clone())
+        .map_err(|_| invalid("not a host:port address"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .tcp_keepalive(Some(KEEPALIVE_IDLE))
+        .tcp_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .tcp_keepalive_retries(Some(KEEPALIVE_RETRIES));
+    let Some(tls) = tls else {
+        return Ok(endpoint);
+    };
+    let mut config = ClientTlsConfig::new();
+    config = match &tls.ca {
+        Some(path) => config.ca_certificate(Certificate::from_pem(
+            read_pem(path, "CA certificate", "CERTIFICATE").await?,
+        )),
+        None => config.with_native_roots(),
+    };
+    match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => {
+            let cert = read_pem(cert, "client certificate", "CERTIFICATE").await?;
+            let key = read_pem(key, "client key", "PRIVATE KEY").await?;
+            config = config.identity(Identity::from_pem(cert, key));
+        }
+        (None, None) => {}
+        _ => {
+            return Err(Error::Tls {
+                address: uri,
+                reason: "a client certificate and its key go together".to_string(),
+            })
         }
     }
+    if let Some(name) = &tls.server_name {
+        config = config.domain_name(name.clone());
+    }
+    endpoint.tls_config(config).map_err(|e| Error::Tls {
+        address: uri,
+        reason: error_chain(&e),
+    })
 }
 
 /// An error and its sources, `: `-separated (tonic's own message is only "transport error").

@@ -169,6 +169,39 @@ async fn tls_and_mutual_tls_over_tcp() {
 }
 
 #[tokio::test]
+async fn rotated_certificate_files_are_read_at_the_next_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (dir.path().join("old"), dir.path().join("new"));
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::create_dir_all(&new).unwrap();
+    let (old, new) = (Pki::new(&old), Pki::new(&new));
+    // The relay already has certificates of the new CA, and wants a client certificate.
+    let hubble = FakeHubble::new(vec![response(samples()[0].clone())], vec![]);
+    let (addr, _server) = serve_tcp(hubble.clone(), Some(new.server_tls(true))).await;
+    let mtls = Tls {
+        ca: Some(old.ca.clone()),
+        cert: Some(old.client_cert.clone()),
+        key: Some(old.client_key.clone()),
+        server_name: Some("hubble-relay.test".into()),
+    };
+    let mut run = Run::start(config(tcp(&addr, Some(mtls))));
+    run.assert_quiet(Duration::from_millis(300)).await;
+    assert!(run.stats.reconnects() >= 1);
+    assert!(hubble.requests().is_empty(), "the old CA was accepted");
+    // The files are replaced in place (as a mounted Secret is): the next dial uses them.
+    for (from, to) in [
+        (&new.ca, &old.ca),
+        (&new.client_cert, &old.client_cert),
+        (&new.client_key, &old.client_key),
+    ] {
+        std::fs::copy(from, to).unwrap();
+    }
+    let lines = run.take(1).await;
+    assert_reads_back(&lines[0], &samples()[0]);
+    run.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn plain_tcp_from_a_given_start_time() {
     // The fake honours `since`: the flow before it is not served.
     let script = vec![
