@@ -23,7 +23,7 @@ const STREAM: &str = "/policyhub.agent.v1.PolicyAgent/ExecutePoliciesStream";
 const SEND_BUFFER: usize = 1024;
 
 /// Why a streamed call got no answer.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum LaneError {
     /// The agent does not implement `ExecutePoliciesStream`: use unary calls.
     Unsupported,
@@ -43,7 +43,6 @@ pub struct Lane {
 
 struct Stream {
     requests: mpsc::Sender<PolicyCall>,
-    ended: AtomicBool,
     waiting: Mutex<Waiting>,
 }
 
@@ -60,7 +59,6 @@ impl Stream {
     }
 
     fn close(&self, why: LaneError) {
-        self.ended.store(true, Ordering::Release);
         let mut waiting = self.waiting();
         waiting.closed = Some(why);
         // Dropping the senders wakes every waiting call.
@@ -68,11 +66,10 @@ impl Stream {
     }
 
     fn error(&self) -> LaneError {
-        match &self.waiting().closed {
-            Some(LaneError::Unsupported) => LaneError::Unsupported,
-            Some(LaneError::Broken(reason)) => LaneError::Broken(reason.clone()),
-            None => LaneError::Broken("stream closed".to_owned()),
-        }
+        self.waiting()
+            .closed
+            .clone()
+            .unwrap_or_else(|| LaneError::Broken("stream closed".to_owned()))
     }
 }
 
@@ -171,14 +168,13 @@ impl Lane {
     fn stream(&self) -> Arc<Stream> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(stream) = open.as_ref() {
-            if !stream.ended.load(Ordering::Acquire) {
+            if stream.waiting().closed.is_none() {
                 return Arc::clone(stream);
             }
         }
         let (requests, outbound) = mpsc::channel(SEND_BUFFER);
         let stream = Arc::new(Stream {
             requests,
-            ended: AtomicBool::new(false),
             waiting: Mutex::new(Waiting::default()),
         });
         *open = Some(Arc::clone(&stream));
