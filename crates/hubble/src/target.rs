@@ -116,13 +116,11 @@ fn tcp_uri(authority: &str, tls: bool) -> Result<String, &'static str> {
 /// A checked target, ready to dial again after every failure.
 pub(crate) enum Connector {
     Unix(PathBuf),
-    /// Plain TCP: the endpoint is built once.
-    Tcp(Box<Endpoint>),
-    /// TLS: the endpoint is built again, reading the PEM files, before each dial, so that
-    /// rotated certificates are used from the next connection on.
-    Tls {
+    /// The endpoint is built again, reading any TLS files, before each dial, so that rotated
+    /// certificates are used from the next connection on.
+    Tcp {
         uri: String,
-        tls: Tls,
+        tls: Option<Tls>,
     },
 }
 
@@ -131,15 +129,9 @@ impl Connector {
     pub(crate) async fn new(target: &Target) -> Result<Self, Error> {
         match target {
             Target::Unix(path) => Ok(Connector::Unix(path.clone())),
-            Target::Tcp { uri, tls: None } => {
-                Ok(Connector::Tcp(Box::new(endpoint(uri, None).await?)))
-            }
-            Target::Tcp {
-                uri,
-                tls: Some(tls),
-            } => {
-                endpoint(uri, Some(tls)).await?;
-                Ok(Connector::Tls {
+            Target::Tcp { uri, tls } => {
+                endpoint(uri, tls.as_ref()).await?;
+                Ok(Connector::Tcp {
                     uri: uri.clone(),
                     tls: tls.clone(),
                 })
@@ -150,9 +142,10 @@ impl Connector {
     /// Opens a connection; the error says why, with its causes.
     pub(crate) async fn connect(&self) -> Result<Channel, String> {
         let dialled = match self {
-            Connector::Tcp(endpoint) => endpoint.connect().await,
-            Connector::Tls { uri, tls } => {
-                let endpoint = endpoint(uri, Some(tls)).await.map_err(|e| e.to_string())?;
+            Connector::Tcp { uri, tls } => {
+                let endpoint = endpoint(uri, tls.as_ref())
+                    .await
+                    .map_err(|e| e.to_string())?;
                 endpoint.connect().await
             }
             Connector::Unix(path) => {
