@@ -9,8 +9,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use flowtypes::{Discrepancy, ValidationPayload};
-use netpol::{Bundle, Engine, Options};
 
+use crate::engine_args::{load_engine, EngineArgs};
 use crate::output::{print_structured, print_table, Format};
 
 #[derive(Args)]
@@ -43,9 +43,8 @@ pub struct ValidateArgs {
     /// Events sampled per (verdict, discrepancy) class.
     #[arg(long, default_value_t = 20)]
     sample: usize,
-    /// Do not let ipBlock / ANP networks match pod IPs (Cilium's default behaviour).
-    #[arg(long)]
-    no_ipblock_pods: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Exit with status 1 when enforcement gaps or unexpected drops are found.
     #[arg(long)]
     fail_on_discrepancy: bool,
@@ -90,28 +89,11 @@ pub struct SynthArgs {
     expect: bool,
 }
 
-fn engine(files: &[PathBuf], no_ipblock_pods: bool) -> anyhow::Result<Engine> {
-    let mut bundle = Bundle::default();
-    for f in files {
-        bundle.load_path(f)?;
-    }
-    for s in &bundle.skipped {
-        eprintln!(
-            "warning: {}: document {}: skipped {} {:?}: {}",
-            s.file, s.document, s.kind, s.name, s.reason
-        );
-    }
-    let options = Options {
-        ipblock_matches_pods: !no_ipblock_pods,
-    };
-    Ok(Engine::new(bundle.inventory, bundle.policies, options))
-}
-
 pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     if !matches!(args.output, Format::Table | Format::Json | Format::Yaml) {
         bail!("--output must be table or json");
     }
-    let engine = engine(&args.snapshot, args.no_ipblock_pods)?;
+    let engine = load_engine(&args.snapshot, &args.engine)?;
     let config = flow::Config {
         cluster: args.cluster.clone(),
         top_n: args.top,
@@ -301,7 +283,7 @@ pub fn run(cmd: FlowsCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn synth(args: SynthArgs) -> anyhow::Result<ExitCode> {
-    let engine = engine(&args.snapshot, false)?;
+    let engine = load_engine(&args.snapshot, &EngineArgs::default())?;
     let cfg = flow::synth::Config {
         count: args.count,
         seed: args.seed,

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod engine_args;
 mod flow_cmd;
 mod hub_cmd;
 mod kyverno_cmd;

@@ -9,8 +9,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 use netpol::connectivity::{self, Connection};
 use netpol::policy::Entity;
-use netpol::{Bundle, Endpoint, Engine, Options, Protocol};
+use netpol::{Endpoint, Engine, Protocol};
 
+use crate::engine_args::{load_engine, EngineArgs};
 use crate::output::{print_structured, print_table, Format};
 
 /// Where the cluster comes from, shared by the commands that evaluate it.
@@ -19,27 +20,13 @@ pub struct SourceArgs {
     /// Manifest files or directories (YAML or JSON, multi-document, `kind: List`).
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     files: Vec<PathBuf>,
-    /// Do not let ipBlock / ANP networks match pod IPs (Cilium's default behaviour).
-    #[arg(long)]
-    no_ipblock_pods: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 impl SourceArgs {
     fn engine(&self) -> anyhow::Result<Engine> {
-        let mut bundle = Bundle::default();
-        for f in &self.files {
-            bundle.load_path(f)?;
-        }
-        for s in &bundle.skipped {
-            eprintln!(
-                "warning: {}: document {}: skipped {} {:?}: {}",
-                s.file, s.document, s.kind, s.name, s.reason
-            );
-        }
-        let options = Options {
-            ipblock_matches_pods: !self.no_ipblock_pods,
-        };
-        Ok(Engine::new(bundle.inventory, bundle.policies, options))
+        load_engine(&self.files, &self.engine)
     }
 }
 
@@ -208,9 +195,9 @@ pub struct ConformanceArgs {
     /// Directories or case files (`*.json`).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// Do not let ipBlock / ANP networks match pod IPs.
-    #[arg(long)]
-    no_ipblock_pods: bool,
+    /// Options for cases that do not set their own.
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 pub fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
@@ -221,9 +208,7 @@ pub fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
     if files.is_empty() {
         bail!("no case files (*.json) under {:?}", args.paths);
     }
-    let options = Options {
-        ipblock_matches_pods: !args.no_ipblock_pods,
-    };
+    let options = args.engine.options();
     let (mut passed, mut failed) = (0usize, 0usize);
     for file in &files {
         let case = netpol::conformance::Case::load(file).map_err(anyhow::Error::msg)?;

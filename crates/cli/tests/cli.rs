@@ -50,21 +50,28 @@ fn connectivity_lists_the_example_paths() {
         .any(|r| r["ports"] == "TCP 5432"));
 }
 
-#[test]
-fn eval_explains_in_json() {
-    let o = policyhub(&[
+/// `policyhub eval -f examples/shop --from .. --to .. --port .. -o json [extra]`.
+fn eval_json(from: &str, to: &str, port: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
         "eval",
         "-f",
         "examples/shop",
         "--from",
-        "monitoring/prometheus-1",
+        from,
         "--to",
-        "shop/db-1",
+        to,
         "--port",
-        "5432",
+        port,
         "-o",
         "json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    policyhub(&args)
+}
+
+#[test]
+fn eval_explains_in_json() {
+    let o = eval_json("monitoring/prometheus-1", "shop/db-1", "5432", &[]);
     assert!(o.status.success());
     let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(d["verdict"], "BLOCKED");
@@ -73,6 +80,26 @@ fn eval_explains_in_json() {
         "protect-shop-data"
     );
     assert_eq!(d["ingress"]["denied_by"][0]["rule"], "deny-other-teams");
+}
+
+#[test]
+fn eval_follows_the_allow_localhost_mode() {
+    let eval = |extra: &[&str]| eval_json("host", "shop/db-1", "5432", extra);
+    let o = eval(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(d["verdict"], "ALLOWED");
+    assert_eq!(d["ingress"]["implicit_allow"], "LOCAL_HOST");
+    let o = eval(&["--allow-localhost", "policy"]);
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(d["verdict"], "BLOCKED");
+    let o = eval(&["--allow-localhost", "auto"]);
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(d["verdict"], "ALLOWED");
+    let o = eval(&["--allow-localhost", "never"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("always") && err.contains("policy"), "{err}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, ValueEnum};
 use tokio::sync::watch;
 
@@ -106,6 +107,18 @@ struct Args {
     /// Log as JSON lines (the default in a container) or as text.
     #[arg(long, value_enum, default_value = "json")]
     log_format: LogFormat,
+    /// Traffic from the local host to its pods, as the cluster's Cilium agent is set:
+    /// `always` lets it through ingress policy (Cilium's default; `auto` is the same),
+    /// `policy` applies ingress policy to it (`--allow-localhost=policy`).
+    #[arg(
+        long,
+        env = "POLICYHUB_ALLOW_LOCALHOST",
+        value_name = "MODE",
+        default_value = "always",
+        value_parser = PossibleValuesParser::new(netpol::AllowLocalhost::NAMES)
+            .try_map(|s| s.parse::<netpol::AllowLocalhost>())
+    )]
+    allow_localhost: netpol::AllowLocalhost,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -181,10 +194,15 @@ async fn watch_inventory(args: &Args) -> anyhow::Result<Snapshots> {
         ));
     }
     let (tx, snapshots) = watch::channel(None);
+    let options = netpol::Options {
+        allow_localhost: args.allow_localhost,
+        ..netpol::Options::default()
+    };
     tokio::spawn(crate::feed::publish(
         shared,
         changed,
         args.node_name.clone(),
+        options,
         tx,
     ));
     Ok(snapshots)

@@ -11,12 +11,13 @@ use tokio::sync::watch;
 use crate::pipeline::{Snapshot, SnapshotSender};
 
 /// Publishes a snapshot for the current inventory and after every change, until either
-/// channel closes. `node`: this node's name (its pods are the local ones); `None` makes
+/// channel closes, compiled with `options`. `node`: this node's name (its pods are the local ones); `None` makes
 /// every pod local.
 pub async fn publish(
     inventory: SharedInventory,
     mut changed: watch::Receiver<u64>,
     node: Option<String>,
+    options: netpol::Options,
     out: SnapshotSender,
 ) {
     let mut published = 0;
@@ -24,7 +25,7 @@ pub async fn publish(
         let (inv, node) = (inventory.clone(), node.clone());
         let built = tokio::task::spawn_blocking(move || {
             let inv = inv.read();
-            let engine = inv.engine(netpol::Options::default())?;
+            let engine = inv.engine(options)?;
             Ok::<_, netpol::Error>(Snapshot {
                 engine: Arc::new(engine),
                 local_ips: node.map(|n| inv.local_pod_ips(&n)),

@@ -7,6 +7,28 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+/// `policyhub-collector --source file` replaying `flows` against `snapshots` (comma
+/// separated) to the hub at `hub_url`, spooling under `dir`.
+fn replay(dir: &Path, hub_url: &str, token: &Path, flows: &Path, snapshots: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_policyhub-collector"));
+    cmd.args(["--source", "file", "--file"])
+        .arg(flows)
+        .args([
+            "--snapshot",
+            snapshots,
+            "--hub-url",
+            hub_url,
+            "--token-file",
+        ])
+        .arg(token)
+        .arg("--spool-dir")
+        .arg(dir.join("spool"))
+        .args(["--metrics-listen", "127.0.0.1:0", "--log-format", "text"])
+        .env_remove("NODE_NAME")
+        .env_remove("POLICYHUB_ALLOW_LOCALHOST");
+    cmd
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_file_reaches_the_hub_with_the_offline_counts() {
     let dir = tempfile::tempdir().unwrap();
@@ -35,28 +57,9 @@ async fn replayed_file_reaches_the_hub_with_the_offline_counts() {
     let token = dir.path().join("token");
     std::fs::write(&token, format!("{}\n", tenant.cluster_token)).unwrap();
     let snapshot = |f: &str| shop.join(f).display().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_policyhub-collector"))
-        .args(["--source", "file", "--file"])
-        .arg(&flows)
-        .arg("--snapshot")
-        .arg(format!(
-            "{},{}",
-            snapshot("cluster.yaml"),
-            snapshot("policies.yaml")
-        ))
-        .args(["--hub-url", &hub.url(), "--token-file"])
-        .arg(&token)
-        .arg("--spool-dir")
-        .arg(dir.path().join("spool"))
-        .args([
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--cluster",
-            "shop",
-            "--log-format",
-            "text",
-        ])
-        .env_remove("NODE_NAME")
+    let snapshots = format!("{},{}", snapshot("cluster.yaml"), snapshot("policies.yaml"));
+    let out = replay(dir.path(), &hub.url(), &token, &flows, &snapshots)
+        .args(["--cluster", "shop"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -78,6 +81,72 @@ async fn replayed_file_reaches_the_hub_with_the_offline_counts() {
         want.discrepancies.enforcement_gap
     );
     assert!(want.discrepancies.enforcement_gap > 0);
+}
+
+/// Hubble JSON lines: `n` forwarded TCP 5432 flows from the local host to shop/db-1, an
+/// hour ago.
+fn host_to_db_flows(n: usize) -> String {
+    let t = hub::now() - 3600;
+    let (y, mo, d) = civil::from_days(t.div_euclid(86_400));
+    let s = t.rem_euclid(86_400);
+    let time = format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60
+    );
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"flow":{{"time":"{time}","verdict":"FORWARDED","IP":{{"source":"192.168.0.10","destination":"10.0.0.2","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":{},"destination_port":5432,"flags":{{"SYN":true}}}}}},"source":{{"identity":1,"labels":["reserved:host"]}},"destination":{{"namespace":"shop","pod_name":"db-1","labels":["k8s:app=db"]}},"Type":"L3_L4","traffic_direction":"INGRESS","trace_observation_point":"TO_ENDPOINT","is_reply":false}}}}"#,
+                40_000 + i
+            ) + "\n"
+        })
+        .collect()
+}
+
+/// `--allow-localhost` reaches the judge: by default the local host passes db's ingress
+/// policy (Cilium's default); with `policy` the same forwarded flows are enforcement gaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_localhost_mode_decides_host_flows() {
+    for (mode, allowed, blocked) in [(None, 7, 0), (Some("policy"), 0, 7)] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("hub.db");
+        let tenant = common::tenant(&db).await;
+        let hub = common::Hub::start(&db, "127.0.0.1:0".parse().unwrap());
+        let snapshot = dir.path().join("cluster.yaml");
+        std::fs::write(&snapshot, common::WEB_DB).unwrap();
+        let flows = dir.path().join("flows.jsonl");
+        std::fs::write(&flows, host_to_db_flows(7)).unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, &tenant.cluster_token).unwrap();
+        let mut cmd = replay(
+            dir.path(),
+            &hub.url(),
+            &token,
+            &flows,
+            &snapshot.display().to_string(),
+        );
+        if let Some(mode) = mode {
+            cmd.args(["--allow-localhost", mode]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "collector failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (totals, _) = common::summary(&hub.url(), &tenant).await;
+        assert_eq!(
+            (
+                totals.allowed_count,
+                totals.blocked_count,
+                totals.discrepancies.enforcement_gap
+            ),
+            (allowed, blocked, blocked),
+            "--allow-localhost {mode:?}"
+        );
+    }
 }
 
 #[test]
@@ -108,6 +177,16 @@ fn bad_arguments_are_named() {
     assert!(e.contains("/nonexistent.yaml"), "{e}");
     let e = run(&["--hub-url", "http://127.0.0.1:1", "--flush-interval", "5d"]);
     assert!(e.contains("unknown unit"), "{e}");
+    let e = run(&[
+        "--hub-url",
+        "http://127.0.0.1:1",
+        "--allow-localhost",
+        "never",
+    ]);
+    assert!(
+        e.contains("--allow-localhost") && e.contains("policy"),
+        "{e}"
+    );
     let e = run(&[
         "--hub-url",
         "http://127.0.0.1:1",

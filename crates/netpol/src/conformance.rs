@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::cidr::IpRange;
 use crate::connectivity::range_ports;
-use crate::engine::{Endpoint, Engine, Options};
+use crate::engine::{AllowLocalhost, Endpoint, Engine, Options};
 use crate::manifest::Bundle;
 use crate::model::{ContainerPort, Namespace, Pod, WorkloadRef};
 use crate::policy::Entity;
@@ -27,7 +27,30 @@ pub struct Case {
     pub pods: Vec<CasePod>,
     #[serde(default)]
     pub policies: Vec<Value>,
+    /// Evaluation options the expectations assume, over the runner's (project cases only).
+    #[serde(default)]
+    pub options: CaseOptions,
     pub expected: Vec<Expected>,
+}
+
+/// Options a case sets for itself, e.g. `{"allowLocalhost": "policy"}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CaseOptions {
+    #[serde(default)]
+    pub allow_localhost: Option<String>,
+}
+
+impl CaseOptions {
+    /// `base` with this case's settings applied.
+    fn apply(&self, mut base: Options) -> Result<Options, String> {
+        if let Some(mode) = &self.allow_localhost {
+            base.allow_localhost = mode
+                .parse::<AllowLocalhost>()
+                .map_err(|e| format!("options.allowLocalhost: {e}"))?;
+        }
+        Ok(base)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,7 +141,11 @@ impl Case {
                 .add_object(policy, &format!("{}:policies", self.name), i + 1, "")
                 .map_err(|e| e.to_string())?;
         }
-        let engine = Engine::new(bundle.inventory, bundle.policies, options);
+        let engine = Engine::new(
+            bundle.inventory,
+            bundle.policies,
+            self.options.apply(options)?,
+        );
         let mut result = CaseResult {
             name: self.name.clone(),
             passed: 0,

@@ -21,12 +21,56 @@ pub struct Options {
     /// Whether NetworkPolicy `ipBlock` and ANP `networks` match pod IPs (Kubernetes e2e
     /// tests expect it; Cilium CIDR rules never match pods, whatever this says).
     pub ipblock_matches_pods: bool,
+    /// Whether ingress policy applies to traffic from the local host (`host`).
+    pub allow_localhost: AllowLocalhost,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             ipblock_matches_pods: true,
+            allow_localhost: AllowLocalhost::default(),
+        }
+    }
+}
+
+/// Cilium's `--allow-localhost`: does the local host reach the endpoints it serves
+/// whatever their ingress policy says? Cilium's documentation (policy language, "Access
+/// to/from local host"): "Kubernetes will automatically allow all communication from the
+/// local host of all local endpoints"; the Kubernetes NetworkPolicy documentation says the
+/// same of connections from the pod's node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum AllowLocalhost {
+    /// The default (`always`; Cilium's `auto` behaves the same on Kubernetes): ingress from
+    /// the local host is allowed unless a deny rule matches it.
+    #[default]
+    Always,
+    /// `--allow-localhost=policy`: ingress policy applies to the local host like any peer.
+    Policy,
+}
+
+impl AllowLocalhost {
+    /// The values the CLI and configuration files accept.
+    pub const NAMES: [&'static str; 3] = ["always", "auto", "policy"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AllowLocalhost::Always => "always",
+            AllowLocalhost::Policy => "policy",
+        }
+    }
+}
+
+impl std::str::FromStr for AllowLocalhost {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "always" | "auto" => Ok(AllowLocalhost::Always),
+            "policy" => Ok(AllowLocalhost::Policy),
+            other => Err(format!(
+                "unknown allow-localhost mode {other:?} (expected always, auto or policy)"
+            )),
         }
     }
 }
@@ -353,6 +397,12 @@ impl Engine {
         }
     }
 
+    /// Whether `remote` is the local host and the options let it through ingress policy.
+    fn local_host_allowed(&self, remote: &Remote) -> bool {
+        self.options.allow_localhost == AllowLocalhost::Always
+            && remote.entities & Entity::Host.bit() != 0
+    }
+
     fn peer_matches(&self, peer: &CPeer, remote: &Remote) -> bool {
         match peer {
             CPeer::Any => true,
@@ -481,7 +531,16 @@ impl Engine {
             }
             pending = pending.difference(&deny);
             if isolated {
-                allowed.insert_all(&pending.intersection(&allow));
+                let mut granted = pending.intersection(&allow);
+                if dir == Direction::Ingress && self.local_host_allowed(remote) {
+                    // Cilium adds an allow for the local host to every endpoint's ingress
+                    // (deny-preferred: only deny rules win over it).
+                    if let Some(t) = trace.as_deref_mut() {
+                        t.local_host.insert_all(&pending.difference(&granted));
+                    }
+                    granted = pending.clone();
+                }
+                allowed.insert_all(&granted);
                 pending = PortSet::none();
             }
         }

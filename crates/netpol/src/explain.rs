@@ -70,6 +70,17 @@ pub struct DirectionDecision {
     /// The policies that isolate the endpoint when nothing allowed the flow.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub isolated_by: Vec<PolicyRef>,
+    /// Set when no rule allowed the flow but the dataplane lets it through by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub implicit_allow: Option<ImplicitAllow>,
+}
+
+/// Traffic an isolated endpoint accepts without a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ImplicitAllow {
+    /// Ingress from the local host (Cilium's `--allow-localhost` default).
+    LocalHost,
 }
 
 /// A flow's verdict with its explanation.
@@ -116,6 +127,8 @@ impl Decision {
 pub(crate) struct DirTrace {
     pub hits: Vec<Hit>,
     pub isolated_by: Vec<usize>,
+    /// Ports no rule allowed that the local host reaches by default.
+    pub local_host: PortSet,
 }
 
 impl DirTrace {
@@ -191,6 +204,10 @@ pub(crate) fn build(
         };
         let allowed_by = matches(&|a| a == Action::Allow);
         let denied_by = matches(&|a| a == Action::Deny);
+        let implicit_allow = (verdict == Verdict::Allowed
+            && allowed_by.is_empty()
+            && trace.local_host.contains(protocol, port))
+        .then_some(ImplicitAllow::LocalHost);
         let isolated_by: Vec<PolicyRef> = if verdict == Verdict::Blocked && denied_by.is_empty() {
             // Pure default-deny policies (no rules in this direction) first: they are what
             // blocks the flow; policies with allow rules for other traffic come after.
@@ -211,6 +228,9 @@ pub(crate) fn build(
         let reason = match verdict {
             Verdict::NoPolicy if passed => format!("{peer_word} of {subject}: passed by an admin policy and no policy below decides it"),
             Verdict::NoPolicy => format!("no policy selects {subject} for {peer_word}"),
+            Verdict::Allowed if implicit_allow.is_some() => format!(
+                "{peer_word} of {subject} {from_to} {peer} on {flow} allowed: local host, Cilium default (--allow-localhost policy makes ingress policy apply to it)"
+            ),
             Verdict::Allowed => {
                 let names: Vec<String> = allowed_by.iter().map(|m| format!("{} rule {}", m.policy, m.rule)).collect();
                 format!("{peer_word} of {subject} {from_to} {peer} on {flow} allowed by {}", names.join(", "))
@@ -230,6 +250,7 @@ pub(crate) fn build(
             allowed_by,
             denied_by,
             isolated_by,
+            implicit_allow,
         }
     };
     let egress = matches!(src, Endpoint::Pod(_)).then(|| {

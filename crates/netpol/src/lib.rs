@@ -43,9 +43,9 @@ pub mod policy;
 pub mod ports;
 pub mod selector;
 
-pub use engine::{Endpoint, Engine, Options, VerdictCache};
+pub use engine::{AllowLocalhost, Endpoint, Engine, Options, VerdictCache};
 pub use error::Error;
-pub use explain::{Decision, DirectionDecision, RuleMatch, Verdict};
+pub use explain::{Decision, DirectionDecision, ImplicitAllow, RuleMatch, Verdict};
 pub use manifest::Bundle;
 pub use model::{Inventory, Pod};
 pub use ports::{PortSet, Protocol};

@@ -1,7 +1,10 @@
 //! Evaluator behaviour beyond the corpora: explanations, options, the verdict cache.
 
-use netpol::policy::{Action, PolicyKind};
-use netpol::{Bundle, Endpoint, Engine, Options, Protocol, Verdict, VerdictCache};
+use netpol::policy::{Action, Entity, PolicyKind};
+use netpol::{
+    AllowLocalhost, Bundle, Endpoint, Engine, ImplicitAllow, Options, Protocol, Verdict,
+    VerdictCache,
+};
 use proptest::prelude::*;
 
 const CLUSTER: &str = r#"
@@ -138,9 +141,11 @@ fn unselected_pairs_are_coverage_gaps() {
 fn ipblock_matching_pod_ips_is_an_option() {
     let on = engine(Options {
         ipblock_matches_pods: true,
+        ..Options::default()
     });
     let off = engine(Options {
         ipblock_matches_pods: false,
+        ..Options::default()
     });
     let (tool, db) = (pod(&on, "ops/tool"), pod(&on, "shop/db"));
     assert_eq!(
@@ -159,6 +164,114 @@ fn ipblock_matching_pod_ips_is_an_option() {
     );
     // A pod IP resolves to the pod.
     assert_eq!(on.endpoint_for_ip("10.2.0.1".parse().unwrap()), tool);
+}
+
+/// Cilium's documentation ("Access to/from local host"): "Kubernetes will automatically
+/// allow all communication from the local host of all local endpoints", unless the agent
+/// runs with `--allow-localhost=policy`.
+#[test]
+fn the_local_host_passes_ingress_policy_unless_told_otherwise() {
+    let host = Endpoint::Entity(Entity::Host, None);
+    let always = engine(Options::default());
+    let db = pod(&always, "shop/db");
+    let d = always.decide(&host, &db, Protocol::Tcp, 5432);
+    assert_eq!(d.verdict, Verdict::Allowed);
+    let ingress = d.ingress.as_ref().unwrap();
+    assert_eq!(ingress.implicit_allow, Some(ImplicitAllow::LocalHost));
+    assert!(ingress.allowed_by.is_empty());
+    assert!(
+        d.reason.contains("local host, Cilium default"),
+        "{}",
+        d.reason
+    );
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(json["ingress"]["implicit_allow"], "LOCAL_HOST");
+    assert_eq!(
+        always.verdict(&host, &db, Protocol::Udp, 9),
+        Verdict::Allowed
+    );
+    // Only the local host: a remote node is judged by the policy.
+    let remote = Endpoint::Entity(Entity::RemoteNode, None);
+    assert_eq!(
+        always.verdict(&remote, &db, Protocol::Tcp, 5432),
+        Verdict::Blocked
+    );
+    // A pod nothing isolates stays a coverage gap.
+    let web = pod(&always, "shop/web");
+    assert_eq!(
+        always.verdict(&host, &web, Protocol::Tcp, 8080),
+        Verdict::NoPolicy
+    );
+
+    let policy = engine(Options {
+        allow_localhost: AllowLocalhost::Policy,
+        ..Options::default()
+    });
+    let d = policy.decide(&host, &db, Protocol::Tcp, 5432);
+    assert_eq!(d.verdict, Verdict::Blocked);
+    assert_eq!(d.ingress.unwrap().implicit_allow, None);
+}
+
+#[test]
+fn allow_localhost_modes_parse_like_the_cilium_flag() {
+    assert_eq!("always".parse(), Ok(AllowLocalhost::Always));
+    assert_eq!("auto".parse(), Ok(AllowLocalhost::Always));
+    assert_eq!("policy".parse(), Ok(AllowLocalhost::Policy));
+    let err = "never".parse::<AllowLocalhost>().unwrap_err();
+    assert!(err.contains("always, auto or policy"), "{err}");
+}
+
+/// Cilium's policy converter sets a CNP's `k8s:io.kubernetes.pod.namespace` match label to
+/// the policy namespace; a requirement on the namespace under another source prefix stays
+/// beside it, so naming another namespace that way selects nothing.
+#[test]
+fn a_cnp_endpoint_selector_never_leaves_its_namespace() {
+    let mut bundle = Bundle::default();
+    bundle
+        .load_str(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: s, namespace: alpha, labels: {app: s}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: s, namespace: beta, labels: {app: s}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: beta, labels: {app: c}}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: k8s-prefix, namespace: alpha}
+spec:
+  endpointSelector: {matchLabels: {"k8s:io.kubernetes.pod.namespace": beta, app: s}}
+  ingress: [{}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: any-source, namespace: gamma}
+spec:
+  endpointSelector: {matchLabels: {"io.kubernetes.pod.namespace": beta, app: c}}
+  ingress: [{}]
+"#,
+            "cnp.yaml",
+        )
+        .unwrap();
+    let e = Engine::new(bundle.inventory, bundle.policies, Options::default());
+    let (alpha_s, beta_s, beta_c) = (pod(&e, "alpha/s"), pod(&e, "beta/s"), pod(&e, "beta/c"));
+    let d = e.decide(&beta_c, &alpha_s, Protocol::Tcp, 80);
+    assert_eq!(d.verdict, Verdict::Blocked);
+    assert_eq!(d.policy().unwrap().name, "k8s-prefix");
+    assert_eq!(
+        e.verdict(&beta_c, &beta_s, Protocol::Tcp, 80),
+        Verdict::NoPolicy
+    );
+    assert_eq!(
+        e.verdict(&beta_s, &beta_c, Protocol::Tcp, 80),
+        Verdict::NoPolicy
+    );
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! `cilium.io/v2` CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy.
 //!
-//! Semantics (Cilium documentation): a CNP's selectors are scoped to its namespace unless
-//! they name `io.kubernetes.pod.namespace`; a CCNP's are cluster-wide. A direction with rules
+//! Semantics (Cilium documentation, "Using Kubernetes constructs in policy"): a CNP's
+//! endpointSelector "always applies to pods in the namespace associated with the
+//! CiliumNetworkPolicy resource itself"; its peers are scoped to that namespace unless they
+//! name `io.kubernetes.pod.namespace`; a CCNP's selectors are cluster-wide. A direction with rules
 //! (allow or deny) puts the subject in default deny unless `enableDefaultDeny` says
 //! otherwise. Deny rules win over every allow. CIDR rules select addresses outside the
 //! cluster only. An L3 section with no selector but with `toPorts` applies to every peer;
@@ -18,6 +20,9 @@ use crate::selector::LabelSelector;
 
 /// The label key Cilium gives a pod's namespace.
 pub const NAMESPACE_KEY: &str = "io.kubernetes.pod.namespace";
+
+/// The match label Cilium's converter overwrites with a CNP's namespace.
+const SUBJECT_NAMESPACE_LABEL: &str = "k8s:io.kubernetes.pod.namespace";
 
 #[derive(Debug, Deserialize)]
 pub struct CiliumPolicy {
@@ -262,7 +267,7 @@ fn compile_spec(
         },
         tier: Tier::Namespaced,
         priority: 0,
-        subject: cilium_selector(subject, ns),
+        subject: cilium_subject(subject, ns),
         ingress: direction(
             &rule.ingress,
             &rule.ingress_deny,
@@ -278,8 +283,30 @@ fn compile_spec(
     })
 }
 
-/// A Cilium endpoint selector; in a CNP it is confined to the policy namespace unless it
-/// names the namespace label itself.
+/// The pods a Cilium policy applies to. A CCNP selects in every namespace. A CNP's
+/// endpointSelector applies in the policy's namespace only: Cilium's converter sets the
+/// match label `k8s:io.kubernetes.pod.namespace` to the policy namespace, replacing any value
+/// the user gave it (with a warning in the agent's log); other requirements on the namespace
+/// label stay and can only narrow the selection further.
+fn cilium_subject(sel: &LabelSelector, ns: Option<&str>) -> PodSelector {
+    let Some(ns) = ns else {
+        return PodSelector {
+            namespaces: NamespaceScope::Any,
+            pods: sel.clone(),
+            flavor: SelectorFlavor::Cilium,
+        };
+    };
+    let mut pods = sel.clone();
+    pods.match_labels.remove(SUBJECT_NAMESPACE_LABEL);
+    PodSelector {
+        namespaces: NamespaceScope::Exact(ns.to_string()),
+        pods,
+        flavor: SelectorFlavor::Cilium,
+    }
+}
+
+/// A Cilium peer selector (fromEndpoints/toEndpoints); in a CNP it is confined to the
+/// policy namespace unless it names the namespace label itself.
 fn cilium_selector(sel: &LabelSelector, ns: Option<&str>) -> PodSelector {
     let names_namespace = sel.keys().any(|k| {
         k.strip_prefix("k8s:")
