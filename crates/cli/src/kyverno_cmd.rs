@@ -54,6 +54,10 @@ pub struct ConformanceArgs {
 pub struct TestArgs {
     /// A directory searched for `kyverno-test.yaml` files, or one such file.
     dir: PathBuf,
+    /// Report results this evaluator cannot run (unsupported policy kinds and rules) as
+    /// warnings instead of failing the run.
+    #[arg(long)]
+    allow_unsupported: bool,
 }
 
 #[derive(Args)]
@@ -213,6 +217,16 @@ fn write_violations(
     Ok(())
 }
 
+/// Totals of a `kyverno test` run.
+#[derive(Default)]
+struct TestTotals {
+    passed: usize,
+    failed: usize,
+    unsupported: usize,
+    /// Test files that could not be run at all.
+    broken: usize,
+}
+
 fn test(args: TestArgs, out: &mut String) -> anyhow::Result<ExitCode> {
     let files = if args.dir.is_file() {
         vec![args.dir.clone()]
@@ -222,14 +236,23 @@ fn test(args: TestArgs, out: &mut String) -> anyhow::Result<ExitCode> {
     if files.is_empty() {
         anyhow::bail!("no kyverno-test.yaml under {}", args.dir.display());
     }
-    let (mut passed, mut failed) = (0usize, 0usize);
+    let mut totals = TestTotals::default();
     for file in &files {
-        let case = runner::load_test_file(file)?;
+        // One file that cannot be read or run is reported; the others still run.
+        let case = match runner::load_test_file(file) {
+            Ok(case) => case,
+            Err(e) => {
+                writeln!(out, "Test {}\nERROR {e}\n", file.display())?;
+                totals.broken += 1;
+                continue;
+            }
+        };
         match runner::run_case(&case) {
             Ok(report) => {
                 print_report(out, file, &report)?;
-                passed += report.passed();
-                failed += report.failed();
+                totals.passed += report.passed();
+                totals.failed += report.failed();
+                totals.unsupported += report.unsupported();
             }
             // the schema gate: the test is not evaluated and none of its results hold
             Err(kyverno::Error::Schema {
@@ -240,13 +263,32 @@ fn test(args: TestArgs, out: &mut String) -> anyhow::Result<ExitCode> {
                 writeln!(out, "Test {}", file.display())?;
                 write_violations(out, &origin, &name, &violations)?;
                 writeln!(out)?;
-                failed += case.expected.len();
+                totals.failed += case.expected.len();
             }
-            Err(e) => return Err(e).with_context(|| format!("running {}", file.display())),
+            Err(e) => {
+                writeln!(out, "Test {}\nERROR {e}\n", file.display())?;
+                totals.broken += 1;
+            }
         }
     }
-    writeln!(out, "{passed} passed, {failed} failed")?;
-    Ok(if failed == 0 {
+    let unsupported_word = if args.allow_unsupported {
+        "unsupported (allowed)"
+    } else {
+        "unsupported"
+    };
+    write!(
+        out,
+        "{} passed, {} failed, {} {unsupported_word}",
+        totals.passed, totals.failed, totals.unsupported
+    )?;
+    if totals.broken > 0 {
+        write!(out, ", {} test files not run", totals.broken)?;
+    }
+    writeln!(out)?;
+    let clean = totals.failed == 0
+        && totals.broken == 0
+        && (totals.unsupported == 0 || args.allow_unsupported);
+    Ok(if clean {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -260,7 +302,11 @@ fn print_report(out: &mut String, file: &Path, report: &Report) -> std::fmt::Res
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let actual = if c.actual.is_empty() {
+            let actual = if c.not_found.is_some() {
+                "(not found)".to_string()
+            } else if c.actual.is_empty() && c.unsupported.is_some() {
+                "(not evaluated)".to_string()
+            } else if c.actual.is_empty() {
                 "(not applied)".to_string()
             } else {
                 c.actual
@@ -276,7 +322,14 @@ fn print_report(out: &mut String, file: &Path, report: &Report) -> std::fmt::Res
                 c.expected.resource.clone(),
                 c.expected.result.to_string(),
                 actual,
-                if c.passed { "Pass" } else { "Fail" }.to_string(),
+                if c.passed {
+                    "Pass"
+                } else if c.unsupported.is_some() {
+                    "Unsupported"
+                } else {
+                    "Fail"
+                }
+                .to_string(),
             ]
         })
         .collect();
@@ -286,6 +339,11 @@ fn print_report(out: &mut String, file: &Path, report: &Report) -> std::fmt::Res
         ],
         &rows,
     ));
+    for (i, c) in report.checks.iter().enumerate() {
+        if let Some(why) = c.unsupported.as_ref().or(c.not_found.as_ref()) {
+            writeln!(out, "  #{}: {why}", i + 1)?;
+        }
+    }
     writeln!(out)
 }
 
@@ -572,14 +630,21 @@ mod tests {
         )
         .unwrap();
         let mut out = String::new();
-        let code = test(TestArgs { dir: dir.clone() }, &mut out).unwrap();
+        let args = TestArgs {
+            dir: dir.clone(),
+            allow_unsupported: false,
+        };
+        let code = test(args, &mut out).unwrap();
         assert_eq!(code, ExitCode::from(1));
         assert!(
             out.contains("spec.rules[0].validate.pattern: validate allows only one of"),
             "{out}"
         );
         assert!(out.contains("spec.rules[0].validate.deny: "), "{out}");
-        assert!(out.ends_with("0 passed, 1 failed\n"), "{out}");
+        assert!(
+            out.ends_with("0 passed, 1 failed, 0 unsupported\n"),
+            "{out}"
+        );
 
         let mut out = String::new();
         let code = check(

@@ -189,3 +189,35 @@ fn demo_prepares_a_week_of_validation_data() {
     assert!(dir.join("hub.db").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `kyverno test` over a directory mixing what the evaluator runs, what it cannot (a
+/// ValidatingPolicy, a mutate rule) and a test file that cannot be read: every unsupported
+/// result is reported with its reason and the run fails; the other files still run.
+#[test]
+fn kyverno_test_never_counts_what_it_did_not_evaluate() {
+    let dir = "crates/cli/tests/fixtures/kyverno-mixed";
+    let o = policyhub(&["kyverno", "test", dir]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("ValidatingPolicy no-host-network-cel: this policy kind is not supported"),
+        "{text}"
+    );
+    assert!(text.contains("mutate is not supported"), "{text}");
+    assert!(text.contains("missing-policy.yaml"), "{text}");
+    assert_eq!(
+        text.lines().last(),
+        Some("3 passed, 0 failed, 2 unsupported, 1 test files not run"),
+        "{text}"
+    );
+
+    let unsupported = format!("{dir}/unsupported");
+    let o = policyhub(&["kyverno", "test", &unsupported]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = policyhub(&["kyverno", "test", &unsupported, "--allow-unsupported"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert_eq!(
+        stdout(&o).lines().last(),
+        Some("0 passed, 0 failed, 2 unsupported (allowed)")
+    );
+}

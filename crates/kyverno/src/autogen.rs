@@ -108,8 +108,10 @@ pub fn compute_rules(policy: &Policy) -> Vec<Rule> {
     out
 }
 
+/// Kyverno generates controller variants of validate, mutate and verifyImages rules (not of
+/// generate rules) that select Pods.
 fn applies_to_pods(rule: &Rule) -> bool {
-    if rule.validate.is_none() {
+    if rule.validate.is_none() && rule.mutate.is_none() && rule.verify_images.is_none() {
         return false;
     }
     let mk = rule.match_resources.kinds();
@@ -158,7 +160,10 @@ fn generate(rule: &Rule, kinds: &[String], cronjob: bool) -> Option<Rule> {
     if let Some(e) = r.exclude.as_mut() {
         replace_kinds(e, kinds);
     }
-    let v = r.validate.as_mut()?;
+    // Rules this evaluator does not run only need their name and kinds: what they select.
+    let Some(v) = r.validate.as_mut() else {
+        return Some(r);
+    };
     if let Some(p) = v.pattern.as_mut() {
         *p = wrap(p, cronjob);
     }

@@ -26,6 +26,9 @@ pub enum RuleStatus {
     Skip,
     /// The rule could not be evaluated.
     Error,
+    /// The resource violates a rule of a policy whose results are not scored (annotation
+    /// `policies.kyverno.io/scored: "false"`): Kyverno's reports turn that `fail` into `warn`.
+    Warn,
 }
 
 impl fmt::Display for RuleStatus {
@@ -35,6 +38,7 @@ impl fmt::Display for RuleStatus {
             RuleStatus::Fail => "fail",
             RuleStatus::Skip => "skip",
             RuleStatus::Error => "error",
+            RuleStatus::Warn => "warn",
         })
     }
 }
@@ -48,6 +52,10 @@ pub struct RuleResponse {
     pub status: RuleStatus,
     /// Message, with variables substituted.
     pub message: String,
+    /// Set when the rule selected the resource but this evaluator cannot run it (status
+    /// `error`): the result was never evaluated and must not count as a pass or a fail.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unsupported: bool,
 }
 
 /// The admission request around a resource (what the Kyverno CLI fakes for offline runs).
@@ -95,6 +103,15 @@ impl CompiledPolicy {
         &self.policy.metadata.name
     }
 
+    /// Whether a failure counts as `fail` (else Kyverno's reports say `warn`).
+    pub fn scored(&self) -> bool {
+        self.policy
+            .metadata
+            .annotations
+            .get("policies.kyverno.io/scored")
+            .is_none_or(|v| v != "false")
+    }
+
     /// What this evaluator cannot decide offline for this policy, one line per rule concerned:
     /// user-info conditions (treated as not matching, like the Kyverno CLI's empty user),
     /// context entries that need a cluster or registry, and unsupported validation kinds.
@@ -121,25 +138,19 @@ impl CompiledPolicy {
                     rule.name
                 ));
             }
-            match &rule.validate {
-                None => out.push(format!(
-                    "rule {}: not a validate rule (mutate, generate, verifyImages are not evaluated)",
+            if let Some(feature) = rule.unsupported() {
+                out.push(format!(
+                    "rule {}: {feature} is not supported; resources it selects get an unsupported error result",
                     rule.name
-                )),
-                Some(v) if v.cel.is_some() || v.pod_security.is_some() || v.manifests.is_some() => {
-                    out.push(format!(
-                        "rule {}: validate.cel / podSecurity / manifests are not supported",
-                        rule.name
-                    ));
-                }
-                Some(_) => {}
+                ));
             }
         }
         out
     }
 
-    /// Evaluates every validate rule that selects the resource. Rules that do not select it
-    /// produce no response (as in Kyverno).
+    /// Evaluates every rule that selects the resource. Rules that do not select it produce no
+    /// response (as in Kyverno); a selecting rule this evaluator cannot run
+    /// ([`Rule::unsupported`]) gives an `error` response marked `unsupported`.
     pub fn evaluate(&self, resource: &Value, request: &Request) -> Vec<RuleResponse> {
         let mut operation = request.operation.clone();
         if let Some(op) = request
@@ -164,9 +175,6 @@ impl CompiledPolicy {
         }
         let mut out = Vec::new();
         for rule in &self.rules {
-            let Some(validate) = &rule.validate else {
-                continue;
-            };
             if !matching::matches(&rule.match_resources, &info) {
                 continue;
             }
@@ -177,6 +185,21 @@ impl CompiledPolicy {
             {
                 continue;
             }
+            let validate = match (rule.unsupported(), &rule.validate) {
+                (None, Some(validate)) => validate,
+                (feature, _) => {
+                    out.push(RuleResponse {
+                        rule: rule.name.clone(),
+                        status: RuleStatus::Error,
+                        message: format!(
+                            "{} is not supported by this evaluator: the rule was not evaluated",
+                            feature.unwrap_or("a rule without validate")
+                        ),
+                        unsupported: true,
+                    });
+                    continue;
+                }
+            };
             let ctx = base_context(resource, request, &info, &operation);
             out.push(evaluate_rule(rule, validate, ctx, &request.values));
         }
@@ -363,6 +386,7 @@ fn evaluate_rule(
         rule: rule.name.clone(),
         status,
         message,
+        unsupported: false,
     };
     if let Err(e) = load_context(&rule.context, &mut ctx, overrides) {
         return respond(RuleStatus::Error, e);
@@ -375,18 +399,6 @@ fn evaluate_rule(
         .as_deref()
         .map(|m| ctx.substitute_message(m))
         .unwrap_or_default();
-    for (field, set) in [
-        ("cel", validate.cel.is_some()),
-        ("podSecurity", validate.pod_security.is_some()),
-        ("manifests", validate.manifests.is_some()),
-    ] {
-        if set {
-            return respond(
-                RuleStatus::Error,
-                format!("validate.{field} is not supported by this evaluator"),
-            );
-        }
-    }
     let step = Step {
         deny: validate.deny.as_ref(),
         pattern: validate.pattern.as_ref(),
@@ -415,6 +427,7 @@ fn to_response(rule: &str, o: Outcome) -> RuleResponse {
         rule: rule.to_string(),
         status,
         message,
+        unsupported: false,
     }
 }
 

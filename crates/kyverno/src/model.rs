@@ -88,6 +88,15 @@ pub struct Rule {
     /// The validation; rules without one (mutate, generate, verifyImages) are not evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validate: Option<Validation>,
+    /// A mutation (not evaluated: a rule that selects a resource reports it unsupported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutate: Option<Value>,
+    /// A generation (not evaluated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<Value>,
+    /// Image verification (not evaluated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_images: Option<Value>,
 }
 
 /// `match` / `exclude` block.
@@ -449,6 +458,30 @@ impl Rule {
     /// Every kind named in `match` (any, all and the legacy form).
     pub fn match_kinds(&self) -> Vec<&str> {
         self.match_resources.kinds()
+    }
+
+    /// The part of this rule the evaluator cannot run, if any: `mutate`, `generate`,
+    /// `verifyImages`, `validate.cel`, `validate.podSecurity` or `validate.manifests`.
+    pub fn unsupported(&self) -> Option<&'static str> {
+        match &self.validate {
+            Some(v) => [
+                ("validate.cel", v.cel.is_some()),
+                ("validate.podSecurity", v.pod_security.is_some()),
+                ("validate.manifests", v.manifests.is_some()),
+            ]
+            .into_iter()
+            .find_map(|(name, set)| set.then_some(name)),
+            None => Some(
+                [
+                    ("mutate", self.mutate.is_some()),
+                    ("generate", self.generate.is_some()),
+                    ("verifyImages", self.verify_images.is_some()),
+                ]
+                .into_iter()
+                .find_map(|(name, set)| set.then_some(name))
+                .unwrap_or("a rule without validate"),
+            ),
+        }
     }
 }
 

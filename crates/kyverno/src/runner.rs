@@ -5,8 +5,17 @@
 //! - an expected result's `rule` selects responses of a rule named R, `autogen-R` or
 //!   `autogen-cronjob-R`; without `rule`, every rule of the policy;
 //! - resources are selected by name, or `namespace/name`; the expected `kind` is not used;
-//! - when no rule response exists for the resource, the result counts as passed;
-//! - otherwise every selected response must have the expected status.
+//!   policies by name, or `namespace/name` for a namespaced `Policy`;
+//! - a policy or resource that the test's files do not hold is "Not found": a failure;
+//! - when no rule response exists for the resource, the result counts as passed (a matter
+//!   of matching only);
+//! - otherwise every selected response must have the expected status; a `fail` of a policy
+//!   annotated `policies.kyverno.io/scored: "false"` is reported as `warn`.
+//!
+//! What this evaluator cannot run is never scored as a pass: an expected result of a policy
+//! kind it does not know (ValidatingPolicy, MutatingPolicy, ValidatingAdmissionPolicy...) or
+//! one whose selected rules it cannot run (mutate, generate, verifyImages, CEL, podSecurity)
+//! is *unsupported*, with the reason, and counted apart from passes and failures.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -71,6 +80,13 @@ pub struct Check {
     pub actual: Vec<RuleResponse>,
     /// Whether the expectation held.
     pub passed: bool,
+    /// Why the result was not evaluated (an unsupported policy kind or rule); such a check
+    /// is neither passed nor failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsupported: Option<String>,
+    /// Why it failed with nothing to compare: the policy or resource is not found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_found: Option<String>,
 }
 
 /// The outcome of running one test.
@@ -87,10 +103,71 @@ impl Report {
     pub fn passed(&self) -> usize {
         self.checks.iter().filter(|c| c.passed).count()
     }
-    /// Number that did not.
+    /// Number evaluated that did not hold.
     pub fn failed(&self) -> usize {
-        self.checks.len() - self.passed()
+        self.checks
+            .iter()
+            .filter(|c| !c.passed && c.unsupported.is_none())
+            .count()
     }
+    /// Number this evaluator could not evaluate.
+    pub fn unsupported(&self) -> usize {
+        self.checks
+            .iter()
+            .filter(|c| c.unsupported.is_some())
+            .count()
+    }
+}
+
+/// The policy kinds of Kyverno and Kubernetes admission a test may name; only
+/// `ClusterPolicy` and `Policy` (kyverno.io) are evaluated.
+pub const POLICY_KINDS: [&str; 16] = [
+    "ClusterPolicy",
+    "Policy",
+    "ValidatingPolicy",
+    "NamespacedValidatingPolicy",
+    "MutatingPolicy",
+    "NamespacedMutatingPolicy",
+    "GeneratingPolicy",
+    "NamespacedGeneratingPolicy",
+    "ImageValidatingPolicy",
+    "NamespacedImageValidatingPolicy",
+    "DeletingPolicy",
+    "NamespacedDeletingPolicy",
+    "ValidatingAdmissionPolicy",
+    "MutatingAdmissionPolicy",
+    "CleanupPolicy",
+    "ClusterCleanupPolicy",
+];
+
+fn is_policy_kind(doc: &Value) -> bool {
+    POLICY_KINDS.contains(&text(doc, &["kind"]).as_str())
+}
+
+fn is_evaluated_kind(doc: &Value) -> bool {
+    matches!(text(doc, &["kind"]).as_str(), "ClusterPolicy" | "Policy")
+}
+
+/// Whether an expected result's `policy` (`name` or `namespace/name`) names this policy;
+/// `namespace` is None for cluster-scoped kinds.
+fn policy_selected(expected: &str, name: &str, namespace: Option<&str>) -> bool {
+    match expected.split_once('/') {
+        Some((ns, n)) => n == name && namespace == Some(ns),
+        None => expected == name,
+    }
+}
+
+/// Namespace of a policy document, when its kind is namespaced.
+fn policy_namespace(doc: &Value) -> Option<String> {
+    let kind = text(doc, &["kind"]);
+    (kind == "Policy" || kind.starts_with("Namespaced")).then(|| {
+        let ns = text(doc, &["metadata", "namespace"]);
+        if ns.is_empty() {
+            "default".to_string()
+        } else {
+            ns
+        }
+    })
 }
 
 /// Parsed values file.
@@ -184,12 +261,21 @@ pub fn run_case(case: &Case) -> Result<Report> {
     } else {
         case.source.as_str()
     };
-    let policies: Vec<CompiledPolicy> = case
-        .policies
-        .iter()
-        .enumerate()
-        .map(|(i, p)| load_policy(p, &format!("{origin}: policies[{i}]")))
-        .collect::<Result<_>>()?;
+    let mut policies: Vec<(CompiledPolicy, Option<String>)> = Vec::new();
+    // Policies of kinds this evaluator does not run: (name, namespace, kind).
+    let mut others: Vec<(String, Option<String>, String)> = Vec::new();
+    for (i, doc) in case.policies.iter().enumerate() {
+        if is_evaluated_kind(doc) {
+            let policy = load_policy(doc, &format!("{origin}: policies[{i}]"))?;
+            policies.push((policy, policy_namespace(doc)));
+        } else {
+            others.push((
+                text(doc, &["metadata", "name"]),
+                policy_namespace(doc),
+                text(doc, &["kind"]),
+            ));
+        }
+    }
     let values: Values = match &case.variables {
         Some(v) => serde_path_to_error::deserialize(v).map_err(|e| Error::Invalid {
             origin: origin.to_string(),
@@ -201,39 +287,82 @@ pub fn run_case(case: &Case) -> Result<Report> {
     };
     // responses[(policy index, resource index)]
     let mut responses: BTreeMap<(usize, usize), Vec<RuleResponse>> = BTreeMap::new();
-    for (pi, policy) in policies.iter().enumerate() {
+    for (pi, (policy, _)) in policies.iter().enumerate() {
         for (ri, resource) in case.resources.iter().enumerate() {
             let request = request_for(&values, policy.name(), resource);
-            responses.insert((pi, ri), policy.evaluate(resource, &request));
+            let mut found = policy.evaluate(resource, &request);
+            if !policy.scored() {
+                for r in found.iter_mut().filter(|r| r.status == RuleStatus::Fail) {
+                    r.status = RuleStatus::Warn;
+                }
+            }
+            responses.insert((pi, ri), found);
         }
     }
     let checks = case
         .expected
         .iter()
         .map(|exp| {
-            let mut actual = Vec::new();
-            for (pi, policy) in policies.iter().enumerate() {
-                if policy.name() != exp.policy {
-                    continue;
-                }
-                for (ri, resource) in case.resources.iter().enumerate() {
-                    if !resource_selected(&exp.resource, resource) {
-                        continue;
+            let selected: Vec<usize> = (0..policies.len())
+                .filter(|&pi| {
+                    let (p, ns) = &policies[pi];
+                    policy_selected(&exp.policy, p.name(), ns.as_deref())
+                })
+                .collect();
+            let resources: Vec<usize> = (0..case.resources.len())
+                .filter(|&ri| resource_selected(&exp.resource, &case.resources[ri]))
+                .collect();
+            let mut check = Check {
+                expected: exp.clone(),
+                actual: Vec::new(),
+                passed: false,
+                unsupported: None,
+                not_found: None,
+            };
+            if selected.is_empty() {
+                match others
+                    .iter()
+                    .find(|(name, ns, _)| policy_selected(&exp.policy, name, ns.as_deref()))
+                {
+                    Some((name, _, kind)) => {
+                        check.unsupported = Some(format!(
+                            "{kind} {name}: this policy kind is not supported by the evaluator"
+                        ))
                     }
+                    None => {
+                        check.not_found = Some(format!(
+                            "Not found: no policy {:?} in the test's policies",
+                            exp.policy
+                        ))
+                    }
+                }
+                return check;
+            }
+            if resources.is_empty() {
+                check.not_found = Some(format!(
+                    "Not found: no resource {:?} in the test's resources",
+                    exp.resource
+                ));
+                return check;
+            }
+            for &pi in &selected {
+                for &ri in &resources {
                     let found = responses.get(&(pi, ri)).into_iter().flatten();
-                    actual.extend(
+                    check.actual.extend(
                         found
                             .filter(|r| rule_selected(exp.rule.as_deref(), &r.rule))
                             .cloned(),
                     );
                 }
             }
-            let passed = actual.iter().all(|r| r.status == exp.result);
-            Check {
-                expected: exp.clone(),
-                actual,
-                passed,
-            }
+            check.unsupported = check
+                .actual
+                .iter()
+                .find(|r| r.unsupported)
+                .map(|r| format!("rule {}: {}", r.rule, r.message));
+            check.passed =
+                check.unsupported.is_none() && check.actual.iter().all(|r| r.status == exp.result);
+            check
         })
         .collect();
     Ok(Report {
@@ -380,13 +509,11 @@ pub fn load_test_file(path: &Path) -> Result<Case> {
         ..Case::default()
     };
     for p in &test.policies {
-        case.policies
-            .extend(read_documents(&dir.join(p))?.into_iter().filter(|d| {
-                matches!(
-                    d.get("kind").and_then(Value::as_str),
-                    Some("ClusterPolicy" | "Policy")
-                )
-            }));
+        case.policies.extend(
+            read_documents(&dir.join(p))?
+                .into_iter()
+                .filter(is_policy_kind),
+        );
     }
     for r in &test.resources {
         case.resources.extend(read_documents(&dir.join(r))?);
@@ -494,6 +621,119 @@ mod tests {
         let verdicts: Vec<bool> = report.checks.iter().map(|c| c.passed).collect();
         assert_eq!(verdicts, [true, false, true, true]);
         assert_eq!(report.passed(), 3);
+    }
+
+    fn check_of(case: &Case) -> Vec<(bool, Option<String>, Option<String>)> {
+        run_case(case)
+            .unwrap()
+            .checks
+            .into_iter()
+            .map(|c| (c.passed, c.unsupported, c.not_found))
+            .collect()
+    }
+
+    #[test]
+    fn unsupported_policy_kinds_are_never_passes() {
+        let mut c = case(vec![Expected {
+            policy: "vp".into(),
+            ..exp("bad", RuleStatus::Pass)
+        }]);
+        c.policies.push(json!({
+            "apiVersion": "policies.kyverno.io/v1", "kind": "ValidatingPolicy",
+            "metadata": {"name": "vp"}, "spec": {"validations": [{"expression": "true"}]}
+        }));
+        let report = run_case(&c).unwrap();
+        assert_eq!(
+            (report.passed(), report.failed(), report.unsupported()),
+            (0, 0, 1)
+        );
+        let why = report.checks[0].unsupported.as_deref().unwrap();
+        assert!(why.contains("ValidatingPolicy vp"), "{why}");
+    }
+
+    #[test]
+    fn rules_that_cannot_run_are_unsupported_where_they_match() {
+        let mut c = case(vec![
+            exp("bad", RuleStatus::Pass),
+            exp("dep", RuleStatus::Pass),
+            // the mutate rule selects Pods only (and their controllers): nothing to run here
+            exp("svc", RuleStatus::Pass),
+        ]);
+        c.policies[0]["spec"]["rules"][0] = json!({
+            "name": "r", "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+            "mutate": {"patchStrategicMerge": {"metadata": {"labels": {"a": "b"}}}}
+        });
+        let got = check_of(&c);
+        assert!(got[0].1.as_deref().unwrap().contains("mutate"), "{got:?}");
+        assert!(
+            got[1].1.as_deref().unwrap().contains("autogen-r"),
+            "{got:?}"
+        );
+        assert_eq!(got[2], (true, None, None));
+
+        let mut c = case(vec![exp("bad", RuleStatus::Fail)]);
+        c.policies[0]["spec"]["rules"][0]["validate"] = json!({"cel": {"expressions": [
+            {"expression": "object.spec.hostNetwork != true"}]}});
+        let got = check_of(&c);
+        assert!(
+            got[0].1.as_deref().unwrap().contains("validate.cel"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_policy_or_resource_is_not_found() {
+        let c = case(vec![
+            Expected {
+                policy: "nope".into(),
+                ..exp("bad", RuleStatus::Pass)
+            },
+            exp("ghost", RuleStatus::Pass),
+        ]);
+        let report = run_case(&c).unwrap();
+        assert_eq!((report.passed(), report.failed()), (0, 2));
+        assert!(report.checks[0]
+            .not_found
+            .as_deref()
+            .unwrap()
+            .contains("no policy \"nope\""));
+        assert!(report.checks[1]
+            .not_found
+            .as_deref()
+            .unwrap()
+            .contains("no resource \"ghost\""));
+    }
+
+    #[test]
+    fn namespaced_policies_answer_to_namespace_slash_name() {
+        let mut c = case(vec![
+            Expected {
+                policy: "team/p".into(),
+                ..exp("team/bad", RuleStatus::Fail)
+            },
+            Expected {
+                policy: "other/p".into(),
+                ..exp("team/bad", RuleStatus::Fail)
+            },
+        ]);
+        c.policies[0]["kind"] = json!("Policy");
+        c.policies[0]["metadata"]["namespace"] = json!("team");
+        c.resources[0]["metadata"]["namespace"] = json!("team");
+        let got = check_of(&c);
+        assert_eq!(got[0], (true, None, None));
+        assert!(got[1].2.is_some(), "{got:?}");
+    }
+
+    #[test]
+    fn unscored_policies_warn_instead_of_failing() {
+        let mut c = case(vec![
+            exp("bad", RuleStatus::Warn),
+            exp("bad", RuleStatus::Fail),
+        ]);
+        c.policies[0]["metadata"]["annotations"] = json!({"policies.kyverno.io/scored": "false"});
+        let got = check_of(&c);
+        assert_eq!(got[0], (true, None, None));
+        assert!(!got[1].0);
     }
 
     #[test]

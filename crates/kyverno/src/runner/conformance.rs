@@ -56,6 +56,9 @@ pub struct Conformance {
 
 /// Why a check failed: the expected status against every response that disagreed.
 pub fn reason(check: &Check) -> String {
+    if let Some(why) = check.unsupported.as_ref().or(check.not_found.as_ref()) {
+        return format!("expected {}, {why}", check.expected.result);
+    }
     let got: Vec<String> = check
         .actual
         .iter()
