@@ -306,13 +306,23 @@ enum Outcome {
     Error(String),
 }
 
+/// Whether the CLI's values stand in for a context entry: a value named like the entry, or
+/// under it (`roles-dictionary.data.allowed-roles` for the entry `roles-dictionary`).
+fn mocked(overrides: &Map<String, Value>, name: &str) -> bool {
+    overrides.keys().any(|k| {
+        k == name
+            || k.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('.'))
+    })
+}
+
 fn load_context(
     entries: &[ContextEntry],
     ctx: &mut EvalContext,
     overrides: &Map<String, Value>,
 ) -> Result<(), String> {
     for entry in entries {
-        if overrides.contains_key(&entry.name) {
+        if mocked(overrides, &entry.name) {
             continue;
         }
         let Some(var) = &entry.variable else {
@@ -351,7 +361,9 @@ fn load_context(
             }
         })();
         let value = match (computed, &var.default) {
-            (Ok(Value::Null), Some(d)) | (Err(_), Some(d)) => d.clone(),
+            (Ok(Value::Null), Some(d)) | (Err(_), Some(d)) => ctx
+                .substitute(d, Mode::Strict)
+                .map_err(|e| format!("failed to load context {}: default: {e}", entry.name))?,
             (Ok(v), _) => v,
             (Err(e), None) => {
                 return Err(format!("failed to load context {}: {e}", entry.name));
@@ -404,6 +416,7 @@ fn evaluate_rule(
         pattern: validate.pattern.as_ref(),
         any_pattern: validate.any_pattern.as_deref(),
         foreach: validate.foreach.as_deref(),
+        overrides,
     };
     let subject = ctx.query("request.object").unwrap_or(Value::Null);
     let outcome = step.run(&rule.name, &ctx, &subject, 0, &message);
@@ -437,6 +450,8 @@ struct Step<'a> {
     pattern: Option<&'a Value>,
     any_pattern: Option<&'a [Value]>,
     foreach: Option<&'a [ForEach]>,
+    /// The CLI's values, which also stand in for context entries inside foreach.
+    overrides: &'a Map<String, Value>,
 }
 
 impl Step<'_> {
@@ -463,7 +478,7 @@ impl Step<'_> {
             return Some(self.patterns(rule, ctx, subject, message));
         }
         if let Some(list) = self.foreach {
-            return Some(foreach(rule, list, ctx, nesting, message));
+            return Some(foreach(rule, list, ctx, nesting, message, self.overrides));
         }
         None
     }
@@ -539,6 +554,7 @@ fn foreach(
     ctx: &EvalContext,
     nesting: usize,
     message: &str,
+    overrides: &Map<String, Value>,
 ) -> Outcome {
     let mut applied = 0usize;
     for fe in list {
@@ -547,7 +563,8 @@ fn foreach(
             Ok(other) => vec![other],
             Err(_) => continue,
         };
-        let (outcome, count) = elements_outcome(rule, fe, &elements, ctx, nesting, message);
+        let (outcome, count) =
+            elements_outcome(rule, fe, &elements, ctx, nesting, message, overrides);
         if !matches!(outcome, Outcome::Pass(_)) {
             return outcome;
         }
@@ -566,6 +583,7 @@ fn elements_outcome(
     ctx: &EvalContext,
     nesting: usize,
     message: &str,
+    overrides: &Map<String, Value>,
 ) -> (Outcome, usize) {
     let mut applied = 0usize;
     for (index, element) in elements.iter().enumerate() {
@@ -577,7 +595,7 @@ fn elements_outcome(
         c.set("elementIndex", json!(index));
         c.set(&format!("element{nesting}"), element.clone());
         c.set(&format!("elementIndex{nesting}"), json!(index));
-        let r = element_outcome(rule, fe, &mut c, element, nesting, message);
+        let r = element_outcome(rule, fe, &mut c, element, nesting, message, overrides);
         match r {
             None | Some(Outcome::Skip(_)) => continue,
             Some(Outcome::Pass(_)) => applied += 1,
@@ -600,8 +618,9 @@ fn element_outcome(
     element: &Value,
     nesting: usize,
     message: &str,
+    overrides: &Map<String, Value>,
 ) -> Option<Outcome> {
-    if let Err(e) = load_context(&fe.context, ctx, &Map::new()) {
+    if let Err(e) = load_context(&fe.context, ctx, overrides) {
         return Some(Outcome::Error(e));
     }
     if let Some(o) = check_preconditions(fe.preconditions.as_ref(), ctx) {
@@ -612,9 +631,18 @@ fn element_outcome(
         pattern: fe.pattern.as_ref(),
         any_pattern: fe.any_pattern.as_deref(),
         foreach: fe.foreach.as_deref(),
+        overrides,
     };
     let message = ctx.substitute_message(message);
-    step.run(rule, ctx, element, nesting + 1, &message)
+    // `elementScope: false` validates the whole resource instead of the element.
+    let request_object;
+    let subject = if fe.element_scope == Some(false) {
+        request_object = ctx.query("request.object").unwrap_or(Value::Null);
+        &request_object
+    } else {
+        element
+    };
+    step.run(rule, ctx, subject, nesting + 1, &message)
 }
 
 #[cfg(test)]

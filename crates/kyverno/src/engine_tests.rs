@@ -147,3 +147,102 @@ fn notes_name_what_cannot_be_decided() {
     // the user-info filter never matches, so the rule does not apply
     assert!(p.evaluate(&pod(json!([])), &Request::default()).is_empty());
 }
+
+/// The Kyverno CLI's values stand in for a context entry by its name or by a path under it
+/// (`roles-dictionary.data.allowed-roles`), with quoted segments for keys holding dots, and
+/// for entries declared inside a foreach too.
+#[test]
+fn values_stand_in_for_context_entries() {
+    let p = policy(json!({
+        "name": "allowed-roles",
+        "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+        "context": [{"name": "roles-dictionary", "configMap": {"name": "roles", "namespace": "ns"}}],
+        "validate": {"deny": {"conditions": {"all": [
+            {"key": "{{ request.object.metadata.labels.role || '' }}", "operator": "AnyNotIn",
+             "value": "{{ \"roles-dictionary\".data.\"allowed-roles\" }}"}
+        ]}}}
+    }));
+    let mut resource = pod(json!([{"name": "a", "image": "nginx:1"}]));
+    resource["metadata"]["labels"] = json!({"role": "admin"});
+    let mut request = Request::default();
+    let run = |request: &Request| p.evaluate(&resource, request)[0].status;
+    // Unmocked: a configMap cannot be read offline.
+    assert_eq!(run(&request), RuleStatus::Error);
+    request.values.insert(
+        "roles-dictionary.data.allowed-roles".into(),
+        json!(["admin", "viewer"]),
+    );
+    assert_eq!(run(&request), RuleStatus::Pass);
+    request.values.insert(
+        "roles-dictionary.data.allowed-roles".into(),
+        json!(["viewer"]),
+    );
+    assert_eq!(run(&request), RuleStatus::Fail);
+
+    let mut ctx = EvalContext::new();
+    ctx.set(
+        "request.object.metadata.annotations.\"example.com/platform\"",
+        json!("x"),
+    );
+    assert_eq!(
+        ctx.root()["request"]["object"]["metadata"]["annotations"]["example.com/platform"],
+        json!("x")
+    );
+    assert!(ctx.has("request.object.metadata.annotations.\"example.com/platform\""));
+
+    let in_foreach = policy(json!({
+        "name": "registries",
+        "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+        "validate": {"foreach": [{
+            "list": "request.object.spec.containers",
+            "context": [{"name": "allowed", "configMap": {"name": "registries", "namespace": "ns"}}],
+            "deny": {"conditions": {"all": [
+                {"key": "{{ element.image }}", "operator": "AnyNotIn", "value": "{{ allowed.data.images }}"}
+            ]}}
+        }]}
+    }));
+    let mut request = Request::default();
+    request
+        .values
+        .insert("allowed.data.images".into(), json!(["nginx:1"]));
+    let r = in_foreach.evaluate(&resource, &request);
+    assert_eq!(r[0].status, RuleStatus::Pass, "{}", r[0].message);
+}
+
+/// A variable's `default` has its variables substituted like its value.
+#[test]
+fn variable_defaults_are_substituted() {
+    let p = policy(json!({
+        "name": "team",
+        "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+        "context": [{"name": "team", "variable": {
+            "jmesPath": "request.object.metadata.labels.team",
+            "default": "{{ request.object.metadata.namespace }}-team"
+        }}],
+        "validate": {"deny": {"conditions": {"all": [
+            {"key": "{{ team }}", "operator": "NotEquals", "value": "ns-team"}
+        ]}}}
+    }));
+    let r = p.evaluate(&pod(json!([])), &Request::default());
+    assert_eq!(r[0].status, RuleStatus::Pass, "{}", r[0].message);
+}
+
+/// `foreach.elementScope: false` validates the resource, not the element, with each pattern.
+#[test]
+fn element_scope_false_validates_the_resource() {
+    let rule = |scope: bool| {
+        policy(json!({
+            "name": "host",
+            "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+            "validate": {"foreach": [{
+                "list": "request.object.spec.containers",
+                "elementScope": scope,
+                "pattern": {"name": "a"}
+            }]}
+        }))
+    };
+    let resource = pod(json!([{"name": "a", "image": "nginx:1"}]));
+    // The container is named `a`; the Pod itself has no top-level `name`.
+    assert_eq!(statuses(&rule(true), &resource)[0].1, RuleStatus::Pass);
+    assert_eq!(statuses(&rule(false), &resource)[0].1, RuleStatus::Fail);
+}

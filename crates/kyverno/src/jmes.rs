@@ -655,12 +655,164 @@ fn build_runtime() -> Runtime {
             t
         })))
     });
+    register(
+        r,
+        "to_boolean",
+        vec![A::String],
+        None,
+        |a| match s(&a[0])?.to_lowercase().as_str() {
+            "true" => Ok(json!(true)),
+            "false" => Ok(json!(false)),
+            other => Err(format!(
+                "to_boolean: lowercase argument must be 'true' or 'false' (provided: '{other}')"
+            )),
+        },
+    );
+    register(r, "sha256", vec![A::String], None, |a| {
+        Ok(json!(hex_digest::<sha2::Sha256>(&s(&a[0])?)))
+    });
+    register(r, "sha1", vec![A::String], None, |a| {
+        Ok(json!(hex_digest::<sha1::Sha1>(&s(&a[0])?)))
+    });
+    register(r, "md5", vec![A::String], None, |a| {
+        Ok(json!(hex_digest::<md5::Md5>(&s(&a[0])?)))
+    });
+    register(r, "image_normalize", vec![A::String], None, |a| {
+        let info = crate::engine::image_info(&s(&a[0])?);
+        let text = |k: &str| info[k].as_str().unwrap_or("").to_string();
+        let name = format!("{}/{}", text("registry"), text("path"));
+        Ok(json!(match text("digest").as_str() {
+            "" => format!("{name}:{}", text("tag")),
+            digest => format!("{name}@{digest}"),
+        }))
+    });
+    register(r, "is_external_url", vec![A::String], None, |a| {
+        is_external_url(&s(&a[0])?).map(|b| json!(b))
+    });
+    register(r, "random", vec![A::String], None, |a| {
+        random_matching(&s(&a[0])?).map(|t| json!(t))
+    });
+    register(r, "x509_decode", vec![A::String], None, |_| {
+        Err("x509_decode is not supported by this evaluator".into())
+    });
     register(r, "time_to_cron", vec![A::String], None, |a| {
         let (mi, h, d, mo, wd) = cron_fields(time_arg(&a[0])?);
         Ok(json!(format!("{mi} {h} {d} {mo} {wd}")))
     });
     rt
 }
+
+/// Lower-case hex of a digest of `text`.
+fn hex_digest<D: sha2::Digest>(text: &str) -> String {
+    D::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Kyverno's `is_external_url`: false for a loopback or private address. A host name needs
+/// DNS, which an offline evaluator does not do: that is an error (the rule reports `error`),
+/// except `localhost`.
+fn is_external_url(text: &str) -> std::result::Result<bool, String> {
+    let authority = text
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+        .ok_or_else(|| format!("is_external_url: {text:?} has no host"))?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(false);
+    }
+    let ip: std::net::IpAddr = host.parse().map_err(|_| {
+        format!("is_external_url: resolving {host:?} needs DNS, which is not done offline")
+    })?;
+    let internal = match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
+        std::net::IpAddr::V6(v6) => v6.is_loopback() || (v6.octets()[0] & 0xfe) == 0xfc,
+    };
+    Ok(!internal)
+}
+
+/// Kyverno's `random`: a random string matching a regular expression. Unbounded repetitions
+/// stop at 10 more than their minimum, as goregen does; patterns that would produce more than
+/// [`RANDOM_MAX_LEN`] characters (or repeat more than [`RANDOM_MAX_REPEAT`] times) are errors.
+fn random_matching(pattern: &str) -> std::result::Result<String, String> {
+    use regex_syntax::hir::{Class, Hir, HirKind};
+    fn pick(total: u32, rng: &mut fastrand::Rng) -> u32 {
+        rng.u32(0..total.max(1))
+    }
+    fn gen(
+        hir: &Hir,
+        rng: &mut fastrand::Rng,
+        out: &mut String,
+    ) -> std::result::Result<(), String> {
+        if out.len() > RANDOM_MAX_LEN {
+            return Err(format!(
+                "random: the pattern makes strings longer than {RANDOM_MAX_LEN} characters"
+            ));
+        }
+        match hir.kind() {
+            HirKind::Empty | HirKind::Look(_) => {}
+            HirKind::Literal(lit) => out.push_str(&String::from_utf8_lossy(&lit.0)),
+            HirKind::Class(Class::Unicode(c)) => {
+                let mut n = pick(c.ranges().iter().map(|r| r.len() as u32).sum(), rng);
+                for r in c.ranges() {
+                    if n < r.len() as u32 {
+                        out.extend(char::from_u32(r.start() as u32 + n));
+                        break;
+                    }
+                    n -= r.len() as u32;
+                }
+            }
+            HirKind::Class(Class::Bytes(c)) => {
+                let mut n = pick(c.ranges().iter().map(|r| r.len() as u32).sum(), rng);
+                for r in c.ranges() {
+                    if n < r.len() as u32 {
+                        out.push(char::from(r.start().wrapping_add(n as u8)));
+                        break;
+                    }
+                    n -= r.len() as u32;
+                }
+            }
+            HirKind::Repetition(rep) => {
+                let max = rep.max.unwrap_or(rep.min.saturating_add(10));
+                if max.max(rep.min) > RANDOM_MAX_REPEAT {
+                    return Err(format!(
+                        "random: repetitions above {RANDOM_MAX_REPEAT} are not generated"
+                    ));
+                }
+                for _ in 0..rng.u32(rep.min..=max.max(rep.min)) {
+                    gen(&rep.sub, rng, out)?;
+                }
+            }
+            HirKind::Capture(cap) => gen(&cap.sub, rng, out)?,
+            HirKind::Concat(items) => {
+                for h in items {
+                    gen(h, rng, out)?;
+                }
+            }
+            HirKind::Alternation(items) => gen(&items[rng.usize(0..items.len())], rng, out)?,
+        }
+        Ok(())
+    }
+    if pattern.is_empty() {
+        return Err("random: no pattern provided".into());
+    }
+    let hir = regex_syntax::Parser::new()
+        .parse(pattern)
+        .map_err(|e| format!("random: {e}"))?;
+    let mut out = String::new();
+    gen(&hir, &mut fastrand::Rng::new(), &mut out)?;
+    Ok(out)
+}
+
+/// Longest string `random` generates.
+const RANDOM_MAX_LEN: usize = 4096;
+/// Most repetitions of one part of a `random` pattern.
+const RANDOM_MAX_REPEAT: u32 = 1024;
 
 /// Go's `${1}`/`$1` replacement syntax is the regex crate's too, except that Go treats `$1x` as
 /// group `1x`; both crates agree for the forms policies use.
@@ -743,6 +895,79 @@ mod tests {
         assert_eq!(q("multiply('250m', `2`)", d.clone()), json!("500m"));
         assert_eq!(q("round(`1.23456`, `2`)", d.clone()), json!(1.23));
         assert!(search("divide(`1`, `0`)", &d).is_err());
+    }
+
+    #[test]
+    fn hashes_conversions_and_images() {
+        assert_eq!(
+            q("sha256('abc')", json!({})),
+            json!("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
+        assert_eq!(
+            q("sha1('abc')", json!({})),
+            json!("a9993e364706816aba3e25717850c26c9cd0d89d")
+        );
+        assert_eq!(
+            q("md5('abc')", json!({})),
+            json!("900150983cd24fb0d6963f7d28e17f72")
+        );
+        assert_eq!(q("to_boolean('TruE')", json!({})), json!(true));
+        assert_eq!(q("to_boolean('false')", json!({})), json!(false));
+        assert!(search("to_boolean('yes')", &json!({})).is_err());
+        assert_eq!(
+            q("image_normalize('nginx')", json!({})),
+            json!("docker.io/nginx:latest")
+        );
+        assert_eq!(
+            q(
+                "image_normalize('ghcr.io/kyverno/kyverno:v1.12')",
+                json!({})
+            ),
+            json!("ghcr.io/kyverno/kyverno:v1.12")
+        );
+        assert_eq!(
+            q("image_normalize('busybox@sha256:abcd')", json!({})),
+            json!("docker.io/busybox@sha256:abcd")
+        );
+    }
+
+    #[test]
+    fn external_urls_are_judged_by_address() {
+        for (url, external) in [
+            ("https://8.8.8.8/x", true),
+            ("http://10.1.2.3:8080/", false),
+            ("http://user@192.168.0.1", false),
+            ("http://[::1]:80/", false),
+            ("http://[fd00::1]/", false),
+            ("http://localhost:3000", false),
+        ] {
+            assert_eq!(
+                q(&format!("is_external_url('{url}')"), json!({})),
+                json!(external),
+                "{url}"
+            );
+        }
+        let err = search("is_external_url('https://example.com')", &json!({})).unwrap_err();
+        assert!(err.to_string().contains("needs DNS"), "{err}");
+    }
+
+    #[test]
+    fn random_strings_match_their_pattern() {
+        for pattern in ["[a-z0-9]{8}", "(ab|cd)+x?", "[A-F]{2}-\\d{3}"] {
+            let got = q(&format!("random('{pattern}')"), json!({}));
+            let re = regex::Regex::new(&format!("^(?:{pattern})$")).unwrap();
+            assert!(re.is_match(got.as_str().unwrap()), "{pattern}: {got}");
+        }
+        assert!(search("random('')", &json!({})).is_err());
+        assert!(search("random('(a{1000}){1000}')", &json!({})).is_err());
+        assert!(search("random('(a|b){100000}')", &json!({})).is_err());
+    }
+
+    #[test]
+    fn unknown_and_unsupported_functions_are_errors() {
+        assert!(search("no_such_function('a')", &json!({})).is_err());
+        let err = search("x509_decode('x')", &json!({})).unwrap_err();
+        assert!(err.to_string().contains("not supported"), "{err}");
     }
 
     #[test]

@@ -49,21 +49,23 @@ impl EvalContext {
         &self.root
     }
 
-    /// Sets `value` at a dotted path (`request.operation`), creating objects on the way.
+    /// Sets `value` at a dotted path (`request.operation`, or with a quoted segment as the
+    /// Kyverno CLI's values allow: `annotations."example.com/platform"`), creating objects on
+    /// the way.
     pub fn set(&mut self, path: &str, value: Value) {
         self.compiled = OnceCell::new();
-        let parts: Vec<&str> = path.split('.').collect();
+        let parts = path_segments(path);
         let Value::Object(root) = &mut self.root else {
             return;
         };
         let mut cur = root;
         for (i, part) in parts.iter().enumerate() {
             if i + 1 == parts.len() {
-                cur.insert((*part).to_string(), value);
+                cur.insert(part.to_string(), value);
                 return;
             }
             let entry = cur
-                .entry((*part).to_string())
+                .entry(part.to_string())
                 .or_insert_with(|| Value::Object(Map::new()));
             if !entry.is_object() {
                 *entry = Value::Object(Map::new());
@@ -75,8 +77,8 @@ impl EvalContext {
 
     /// Whether a top-level or dotted path holds a value.
     pub fn has(&self, path: &str) -> bool {
-        let mut cur = self.root.get(path.split('.').next().unwrap_or(""));
-        for part in path.split('.').skip(1) {
+        let mut cur = Some(&self.root);
+        for part in path_segments(path) {
             cur = cur.and_then(|v| v.get(part));
         }
         cur.is_some()
@@ -182,6 +184,35 @@ impl EvalContext {
                 variable: expr.to_string(),
                 message: e.to_string(),
             }),
+        }
+    }
+}
+
+/// The segments of a dotted path; a segment in double quotes keeps its dots
+/// (`metadata.annotations."example.com/team"` has three).
+fn path_segments(path: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = path;
+    loop {
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let end = quoted.find('"').unwrap_or(quoted.len());
+            out.push(&quoted[..end]);
+            rest = quoted.get(end + 1..).unwrap_or("");
+            match rest.strip_prefix('.') {
+                Some(next) => rest = next,
+                None => return out,
+            }
+        } else {
+            match rest.split_once('.') {
+                Some((seg, next)) => {
+                    out.push(seg);
+                    rest = next;
+                }
+                None => {
+                    out.push(rest);
+                    return out;
+                }
+            }
         }
     }
 }
