@@ -19,6 +19,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
+#[path = "engine/identity.rs"]
+mod identity;
 #[path = "engine/jwks.rs"]
 mod jwks;
 #[path = "engine/lanes.rs"]

@@ -536,6 +536,20 @@ fn envoy_end_to_end() {
     wait_until("reload applied", Duration::from_secs(10), || {
         stack.get("/api/v1/users/1", &[]).status == 200
     });
+
+    // With the key optional, a client-sent identity never reaches the upstream: not without
+    // a key, and not beside a valid one (replaced by the key's user).
+    let anonymous = stack.get("/api/v1/users/1", &[("x-user-id", "admin")]);
+    assert_eq!(anonymous.status, 200, "{}", anonymous.body);
+    let seen: Value = serde_json::from_str(&anonymous.body).unwrap();
+    assert!(seen["headers"].get("x-user-id").is_none(), "{seen}");
+    let keyed = stack.get(
+        "/api/v1/users/1",
+        &[("x-user-id", "admin"), ("x-api-key", "alice-key")],
+    );
+    let seen: Value = serde_json::from_str(&keyed.body).unwrap();
+    assert_eq!(seen["headers"]["x-user-id"], "alice", "{seen}");
+
     let metrics = http(stack.metrics, "GET", "/metrics", &[]).body;
     assert!(
         metrics.contains("policy_kernel_config_reload_total{status=\"success\"} 1"),

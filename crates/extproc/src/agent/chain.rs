@@ -299,6 +299,9 @@ pub fn run_chain(steps: &[Step], ctx: &mut Context, limits: Limits) -> ChainResu
         metadata: HashMap::new(),
         steps: Vec::with_capacity(steps.len()),
     };
+    if ctx.phase() == Phase::Request {
+        strip_identity_headers(steps, ctx, &mut result);
+    }
     for step in steps {
         let span = tracing::debug_span!(
             "policy.execute",
@@ -315,6 +318,24 @@ pub fn run_chain(steps: &[Step], ctx: &mut Context, limits: Limits) -> ChainResu
         }
     }
     result
+}
+
+/// Removes from the request every header a policy of the chain writes as identity, before
+/// any policy runs: whatever the client sent under those names never reaches a later policy
+/// or the upstream, whether or not the policy is `required` and whether or not it
+/// authenticates the request.
+fn strip_identity_headers(steps: &[Step], ctx: &mut Context, result: &mut ChainResult) {
+    let declared = steps
+        .iter()
+        .filter_map(|step| step.policy.as_ref().ok())
+        .flat_map(|policy| policy.identity_headers());
+    for header in declared {
+        if ctx.headers.contains_key(header) {
+            let remove = Instruction::RemoveHeader(header.clone());
+            ctx.apply(&remove);
+            result.instructions.push(remove);
+        }
+    }
 }
 
 /// Runs one policy and records it in `result`; returns true when the chain stops.
