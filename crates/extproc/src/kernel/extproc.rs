@@ -2,7 +2,7 @@
 //! the agent call, and conversion of agent instructions into Envoy mutations.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -196,27 +196,44 @@ fn query_params(path: &str) -> HashMap<String, String> {
         .collect()
 }
 
-fn client_ip(attributes: &HashMap<String, Struct>, headers: &HashMap<String, String>) -> String {
-    if let Some(address) = attribute(attributes, SOURCE_ATTRIBUTE) {
-        return address
-            .parse::<SocketAddr>()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_else(|_| address.to_owned());
+/// The client address: Envoy's `source.address`, or with `trusted_hops` > 0 the address
+/// that many entries from the right of `X-Forwarded-For` (what the farthest trusted proxy
+/// saw), when the header has that many entries and that one is an address. Never the
+/// leftmost entry by default: a client writes that one itself.
+fn client_ip(
+    attributes: &HashMap<String, Struct>,
+    headers: &HashMap<String, String>,
+    trusted_hops: u32,
+) -> String {
+    let forwarded = (trusted_hops > 0)
+        .then(|| headers.get("x-forwarded-for"))
+        .flatten()
+        .and_then(|list| list.rsplit(',').nth(trusted_hops as usize - 1))
+        .and_then(|entry| ip_of(entry.trim()));
+    if let Some(ip) = forwarded {
+        return ip;
     }
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.split(',').next())
-        .map(|v| v.trim().to_owned())
+    attribute(attributes, SOURCE_ATTRIBUTE)
+        .map(|address| ip_of(address).unwrap_or_else(|| address.to_owned()))
         .unwrap_or_default()
+}
+
+/// The IP of `1.2.3.4`, `1.2.3.4:80`, `::1` or `[::1]:80`.
+fn ip_of(text: &str) -> Option<String> {
+    text.parse::<IpAddr>()
+        .or_else(|_| text.parse::<SocketAddr>().map(|a| a.ip()))
+        .ok()
+        .map(|ip| ip.to_string())
 }
 
 fn request_context(
     headers: &HttpHeaders,
     attributes: &HashMap<String, Struct>,
+    trusted_hops: u32,
 ) -> proto::RequestContext {
     let mut map = headers_of(headers);
     let path = map.remove(":path").unwrap_or_default();
-    let client_ip = client_ip(attributes, &map);
+    let client_ip = client_ip(attributes, &map, trusted_hops);
     proto::RequestContext {
         method: map.remove(":method").unwrap_or_default(),
         scheme: map.remove(":scheme").unwrap_or_default(),
@@ -512,7 +529,11 @@ impl StreamState {
         attributes: &HashMap<String, Struct>,
     ) -> ProcessingResponse {
         let snapshot = kernel.snapshot();
-        self.request = request_context(headers, attributes);
+        self.request = request_context(
+            headers,
+            attributes,
+            snapshot.config.policy_kernel.trust_forwarded_for,
+        );
         let route_name = attribute(attributes, ROUTE_ATTRIBUTE)
             .map(str::to_owned)
             .or_else(|| {
@@ -853,15 +874,41 @@ mod tests {
         assert_eq!(params["x"], "1");
         assert_eq!(params["name"], "Jürgen K");
         assert_eq!(params["flag"], "");
-        let mut attrs = HashMap::new();
-        let mut s = Struct::default();
-        s.fields.insert(
-            SOURCE_ATTRIBUTE.into(),
-            envoy_types::pb::google::protobuf::Value {
-                kind: Some(Kind::StringValue("[::1]:4000".into())),
-            },
-        );
-        attrs.insert("envoy.filters.http.ext_proc".to_owned(), s);
-        assert_eq!(client_ip(&attrs, &HashMap::new()), "::1");
+        let source = |address: &str| {
+            let mut s = Struct::default();
+            s.fields.insert(
+                SOURCE_ATTRIBUTE.into(),
+                envoy_types::pb::google::protobuf::Value {
+                    kind: Some(Kind::StringValue(address.into())),
+                },
+            );
+            HashMap::from([("envoy.filters.http.ext_proc".to_owned(), s)])
+        };
+        let xff = |list: &str| HashMap::from([("x-forwarded-for".to_owned(), list.to_owned())]);
+        let none = HashMap::new();
+        let unknown_source = HashMap::new;
+        let chain = xff("6.6.6.6, 10.0.0.7, 10.0.0.8");
+        // (attributes, headers, trusted hops, client address)
+        let cases = [
+            (source("[::1]:4000"), &none, 0, "::1"),
+            (source("10.1.1.1:5000"), &chain, 0, "10.1.1.1"),
+            // Without a source address and no trusted hops: no address, never the leftmost.
+            (unknown_source(), &chain, 0, ""),
+            (source("10.1.1.1:5000"), &chain, 1, "10.0.0.8"),
+            (source("10.1.1.1:5000"), &chain, 2, "10.0.0.7"),
+            (unknown_source(), &chain, 3, "6.6.6.6"),
+            // Fewer entries than hops, or an entry that is no address: the source address.
+            (source("10.1.1.1:5000"), &chain, 4, "10.1.1.1"),
+            (source("10.1.1.1:5000"), &xff("x, not-an-ip"), 1, "10.1.1.1"),
+            (
+                unknown_source(),
+                &xff("[2001:db8::1]:443"),
+                1,
+                "2001:db8::1",
+            ),
+        ];
+        for (attrs, headers, hops, want) in cases {
+            assert_eq!(client_ip(&attrs, headers, hops), want, "{headers:?} {hops}");
+        }
     }
 }
