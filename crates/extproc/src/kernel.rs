@@ -14,6 +14,7 @@ use crate::telemetry::TelemetryError;
 
 pub mod agents;
 pub mod config;
+pub mod envoy_lint;
 mod extproc;
 mod lane;
 pub mod metrics;
@@ -408,6 +409,20 @@ pub async fn start(config: KernelConfig, version: String) -> Result<RunningKerne
 pub fn validate_file(path: &Path) -> Result<Vec<String>, KernelConfigError> {
     let (config, _) = KernelConfig::load(path)?;
     Ok(config.check_policies(&routes::PolicyCatalog::builtin()))
+}
+
+/// Checks a kernel configuration against Envoy's (see [`envoy_lint::lint`]). Returns the
+/// warnings (empty when the route names agree).
+pub fn lint_envoy_file(
+    config_path: &Path,
+    envoy_path: &Path,
+) -> Result<Vec<String>, KernelConfigError> {
+    let (config, _) = KernelConfig::load(config_path)?;
+    let envoy = std::fs::read_to_string(envoy_path).map_err(|source| KernelConfigError::Read {
+        path: envoy_path.to_owned(),
+        source,
+    })?;
+    envoy_lint::lint(&config, &envoy)
 }
 
 /// Runs the kernel until SIGTERM or SIGINT; SIGHUP reloads the configuration file.

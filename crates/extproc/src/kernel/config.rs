@@ -30,6 +30,9 @@ pub enum KernelConfigError {
     /// The YAML does not fit the schema.
     #[error("invalid kernel configuration: {0}")]
     Parse(String),
+    /// The Envoy configuration given to `--envoy-config` is not YAML.
+    #[error("invalid Envoy configuration: {0}")]
+    Envoy(String),
     /// Values are inconsistent or out of range (every problem, one per line).
     #[error("invalid kernel configuration:\n  {}", .0.join("\n  "))]
     Invalid(Vec<String>),
