@@ -723,7 +723,7 @@ impl StreamState {
                     tracing::error!(request_id = %self.request_id, agent = %agent.name, error = %other, "agent unavailable");
                 }
                 if agent.fail_open {
-                    (Answer::pass(), "fail_open")
+                    (self.without_identity(&chain.identity_headers), "fail_open")
                 } else {
                     (
                         Answer::Reply(error_reply(
@@ -735,6 +735,25 @@ impl StreamState {
                     )
                 }
             }
+        }
+    }
+}
+
+impl StreamState {
+    /// Lets the request through without the agent: the identity headers its chain would
+    /// have removed are removed here (only a policy may set them). Response chains have none.
+    fn without_identity(&self, identity_headers: &[String]) -> Answer {
+        let remove_headers: Vec<String> = identity_headers
+            .iter()
+            .filter(|h| self.request.headers.contains_key(*h))
+            .cloned()
+            .collect();
+        Answer::Continue {
+            headers: (!remove_headers.is_empty()).then(|| HeaderMutation {
+                set_headers: Vec::new(),
+                remove_headers,
+            }),
+            body: None,
         }
     }
 }

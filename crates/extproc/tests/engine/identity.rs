@@ -139,3 +139,28 @@ async fn client_address_is_envoys_unless_proxies_are_trusted() {
     .await;
     assert_eq!(got, [None, Some(429), None]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_open_without_the_agent_still_removes_identity_headers() {
+    let mut engine = Engine::start(true, OPTIONAL_AUTH).await;
+    let mut client = engine.client().await;
+    engine.agent.take().unwrap().shutdown().await;
+    let forged = [
+        ("x-user-id", "admin"),
+        ("x-subject", "root"),
+        ("x-other", "1"),
+    ];
+    let answer = exchange(
+        &mut client,
+        vec![request_headers("optional", &forged, true)],
+    )
+    .await;
+    assert_eq!(
+        immediate_status(&answer[0]),
+        None,
+        "fail_open lets it through"
+    );
+    let mut removed = removed_headers(&answer[0]);
+    removed.sort();
+    assert_eq!(removed, ["x-subject", "x-user-id"]);
+}
