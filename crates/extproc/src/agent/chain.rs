@@ -244,6 +244,8 @@ pub enum ChainStatus {
     Denied,
     /// A policy failed with `on_failure: deny`, or an unknown policy with `fail_on_unknown`.
     Error,
+    /// The deadline ([`Limits::deadline`]) passed before the chain finished.
+    Timeout,
 }
 
 /// Limits enforced while a chain runs.
@@ -253,6 +255,9 @@ pub struct Limits {
     pub max_state_size_bytes: usize,
     /// Unknown policies fail the request instead of being skipped.
     pub fail_on_unknown: bool,
+    /// No policy starts after this instant: the chain ends with [`ChainStatus::Timeout`]
+    /// (the agent's `request_timeout_ms`, or the kernel's deadline when sooner).
+    pub deadline: Option<Instant>,
 }
 
 /// How one policy of the chain ended, for metrics and logs.
@@ -303,6 +308,16 @@ pub fn run_chain(steps: &[Step], ctx: &mut Context, limits: Limits) -> ChainResu
         strip_identity_headers(steps, ctx, &mut result);
     }
     for step in steps {
+        if limits
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            tracing::warn!(request_id = %ctx.request_id, policy.name = %step.name, "chain deadline passed before this policy");
+            result.status = ChainStatus::Timeout;
+            result.policy_name.clone_from(&step.name);
+            result.message = "request timeout exceeded".to_owned();
+            break;
+        }
         let span = tracing::debug_span!(
             "policy.execute",
             policy.name = %step.name,

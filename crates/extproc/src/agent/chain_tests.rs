@@ -12,6 +12,8 @@ enum Fake {
     Deny(u16),
     Fail,
     BigState,
+    /// Takes this many milliseconds, then allows.
+    Slow(u64),
 }
 
 impl CompiledPolicy for Fake {
@@ -31,6 +33,10 @@ impl CompiledPolicy for Fake {
                 ImmediateResponse::json_error(*status, "no"),
             )),
             Fake::Fail => Err(PolicyError::Execution("boom".into())),
+            Fake::Slow(ms) => {
+                std::thread::sleep(std::time::Duration::from_millis(*ms));
+                Ok(Outcome::allow())
+            }
             Fake::BigState => Ok(Outcome::allow_with(vec![Instruction::SetState {
                 key: "k".into(),
                 value: "x".repeat(100),
@@ -58,6 +64,7 @@ fn unknown(name: &str) -> Step {
 const LIMITS: Limits = Limits {
     max_state_size_bytes: 64,
     fail_on_unknown: false,
+    deadline: None,
 };
 
 fn immediate_status(result: &ChainResult) -> Option<u16> {
@@ -267,4 +274,33 @@ fn client_identity_headers_are_removed_before_any_policy() {
     run_chain(&[api_key_step(custom)], &mut ctx, LIMITS);
     assert!(!ctx.headers.contains_key("x-principal"));
     assert_eq!(ctx.headers["x-user-id"], "kept");
+}
+
+#[test]
+fn no_policy_starts_after_the_deadline() {
+    use std::time::{Duration, Instant};
+    let steps = || {
+        [
+            step("slow", Fake::Slow(30), OnFailure::Deny),
+            step("next", Fake::SetHeader("x", "y"), OnFailure::Deny),
+        ]
+    };
+    let limits = Limits {
+        deadline: Some(Instant::now() + Duration::from_millis(10)),
+        ..LIMITS
+    };
+    let mut ctx = Context::default();
+    let result = run_chain(&steps(), &mut ctx, limits);
+    assert_eq!(result.status, ChainStatus::Timeout);
+    assert_eq!(result.policy_name, "next");
+    assert_eq!(ran(&result), ["slow"]);
+    assert!(!ctx.headers.contains_key("x"));
+
+    let roomy = Limits {
+        deadline: Some(Instant::now() + Duration::from_secs(60)),
+        ..LIMITS
+    };
+    let result = run_chain(&steps(), &mut Context::default(), roomy);
+    assert_eq!(result.status, ChainStatus::Ok);
+    assert_eq!(ran(&result), ["slow", "next"]);
 }
