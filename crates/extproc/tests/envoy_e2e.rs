@@ -18,6 +18,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+#[path = "common/prometheus.rs"]
+mod prometheus;
 #[path = "envoy_e2e/shipped.rs"]
 mod shipped;
 
@@ -551,8 +553,13 @@ fn envoy_end_to_end() {
     assert_eq!(seen["headers"]["x-user-id"], "alice", "{seen}");
 
     let metrics = http(stack.metrics, "GET", "/metrics", &[]).body;
-    assert!(
-        metrics.contains("policy_kernel_config_reload_total{status=\"success\"} 1"),
+    assert_eq!(
+        prometheus::sample(
+            &metrics,
+            "policy_kernel_config_reload_total",
+            &[("status", "success")]
+        ),
+        Some(1.0),
         "{metrics}"
     );
 }
