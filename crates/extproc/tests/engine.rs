@@ -394,6 +394,51 @@ async fn api_key_rate_limit_and_response_policies() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_counts_once_across_its_phases() {
+    let engine = Engine::start(false, ROUTES).await;
+    let mut client = engine.client().await;
+    // Request headers, response headers, response body: three messages, one request.
+    let answers = exchange(
+        &mut client,
+        vec![
+            request_headers("users", &[("x-api-key", "alice-key")], true),
+            response_headers("200", false),
+            response_body(r#"{"id":1,"internal_id":2}"#),
+        ],
+    )
+    .await;
+    assert_eq!(answers.len(), 3);
+    assert_eq!(status_of(&mut client, "users", &[]).await, Some(401));
+    assert_eq!(status_of(&mut client, "unknown-route", &[]).await, None);
+
+    let metrics = reqwest_metrics(engine.kernel.admin_addr()).await;
+    let requests = |route, agent, status| {
+        sample(
+            &metrics,
+            "policy_kernel_requests_total",
+            &[("route", route), ("agent", agent), ("status", status)],
+        )
+    };
+    assert_eq!(
+        requests("users", "test-agent", "ok"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        requests("users", "test-agent", "denied"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(requests("none", "", "no_policy"), Some(1.0), "{metrics}");
+    let timed = sample(
+        &metrics,
+        "policy_kernel_request_duration_seconds_count",
+        &[("route", "users"), ("agent", "test-agent")],
+    );
+    assert_eq!(timed, Some(2.0), "{metrics}");
+}
+
 /// A minimal HTTP/1.1 GET, enough for the admin endpoint.
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -108,6 +108,8 @@ struct StreamState {
     pending_request: bool,
     response: Option<proto::ResponseContext>,
     pending_response: bool,
+    /// This request's entry in the request metrics, written when the stream ends.
+    tally: Option<Tally>,
 }
 
 impl Default for StreamState {
@@ -122,6 +124,7 @@ impl Default for StreamState {
             pending_request: false,
             response: None,
             pending_response: false,
+            tally: None,
         }
     }
 }
@@ -476,7 +479,11 @@ enum Which {
 }
 
 impl StreamState {
-    async fn handle(&mut self, kernel: &Kernel, message: ProcessingRequest) -> ProcessingResponse {
+    async fn handle(
+        &mut self,
+        kernel: &Arc<Kernel>,
+        message: ProcessingRequest,
+    ) -> ProcessingResponse {
         use processing_request::Request as Q;
         let attributes = message.attributes;
         match message.request {
@@ -524,7 +531,7 @@ impl StreamState {
 
     async fn request_headers(
         &mut self,
-        kernel: &Kernel,
+        kernel: &Arc<Kernel>,
         headers: &HttpHeaders,
         attributes: &HashMap<String, Struct>,
     ) -> ProcessingResponse {
@@ -562,14 +569,19 @@ impl StreamState {
         self.snapshot = Some(snapshot);
         let mode = Some(mode_for(plan.as_deref()));
         self.plan = plan;
+        self.tally = Some(Tally {
+            kernel: Arc::clone(kernel),
+            plan: self.plan.clone(),
+            status: None,
+            seconds: None,
+        });
         let Some(plan) = self.plan.clone() else {
-            kernel.count("none", "", "no_policy");
+            self.settle("no_policy", None);
             return wrap(Which::RequestHeaders, Answer::pass(), mode);
         };
         match &plan.request {
             None if plan.invalid.is_none() => {
-                plan.series
-                    .count(&kernel.metrics, &plan.name, &plan.agent, "no_policy");
+                self.settle("no_policy", None);
                 wrap(Which::RequestHeaders, Answer::pass(), mode)
             }
             Some(chain) if chain.needs_body && !headers.end_of_stream && plan.invalid.is_none() => {
@@ -623,10 +635,7 @@ impl StreamState {
             .await;
         span.record("decision", status);
         self.span.record("decision", status);
-        let series = &plan.series;
-        series.count(&kernel.metrics, &plan.name, &plan.agent, status);
-        let seconds = started.elapsed().as_secs_f64();
-        series.observe(&kernel.metrics, &plan.name, &plan.agent, seconds);
+        self.settle(status, Some(started.elapsed().as_secs_f64()));
         answer
     }
 
@@ -739,7 +748,50 @@ impl StreamState {
     }
 }
 
+/// One HTTP request in the request metrics: `policy_kernel_requests_total` once, with the
+/// status of the last phase that ran, and `policy_kernel_request_duration_seconds` with the
+/// time its phases took, when its ext_proc stream ends (the stream state is dropped, also
+/// when Envoy resets the stream).
+struct Tally {
+    kernel: Arc<Kernel>,
+    /// None: no route and no default policy.
+    plan: Option<Arc<RoutePlan>>,
+    /// None until a phase is decided (a request whose body never came is not counted).
+    status: Option<&'static str>,
+    /// Time of the phases that called (or tried to call) the agent.
+    seconds: Option<f64>,
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        let Some(status) = self.status else {
+            return;
+        };
+        let metrics = &self.kernel.metrics;
+        match &self.plan {
+            Some(plan) => {
+                plan.series.count(metrics, &plan.name, &plan.agent, status);
+                if let Some(seconds) = self.seconds {
+                    plan.series
+                        .observe(metrics, &plan.name, &plan.agent, seconds);
+                }
+            }
+            None => self.kernel.count("none", "", status),
+        }
+    }
+}
+
 impl StreamState {
+    /// Records the decision of a phase: the request counts with the last one.
+    fn settle(&mut self, status: &'static str, seconds: Option<f64>) {
+        if let Some(tally) = self.tally.as_mut() {
+            tally.status = Some(status);
+            if let Some(seconds) = seconds {
+                *tally.seconds.get_or_insert(0.0) += seconds;
+            }
+        }
+    }
+
     /// Lets the request through without the agent: the identity headers its chain would
     /// have removed are removed here (only a policy may set them). Response chains have none.
     fn without_identity(&self, identity_headers: &[String]) -> Answer {
