@@ -61,6 +61,8 @@ pub struct Agent {
     registry: Registry,
     cache: RwLock<HashMap<String, Arc<dyn CompiledPolicy>>>,
     limits: Limits,
+    /// `agent_core.server.request_timeout_ms`.
+    request_timeout_ms: u64,
     max_body: usize,
     metrics: AgentMetrics,
 }
@@ -173,7 +175,9 @@ impl Agent {
             limits: Limits {
                 max_state_size_bytes: core.resource_limits.max_state_size_bytes,
                 fail_on_unknown: core.policies.fail_on_unknown,
+                deadline: None,
             },
+            request_timeout_ms: core.server.request_timeout_ms,
             max_body: core.resource_limits.max_body_size_bytes,
             metrics,
         })
@@ -313,6 +317,14 @@ impl Agent {
             state: HashMap::new(),
         };
         let started = Instant::now();
+        // The request's time: the agent's request_timeout_ms, or the kernel's deadline when
+        // that is sooner.
+        let allowed = Duration::from_millis(
+            request
+                .deadline_ms
+                .unsigned_abs()
+                .min(self.request_timeout_ms),
+        );
         let steps: Vec<Step> = request
             .policies
             .iter()
@@ -322,9 +334,9 @@ impl Agent {
                 policy: self.resolve(p),
             })
             .collect();
-        // I/O gets half the kernel's deadline: past that the chain runs with what it has (an
-        // unknown JWT key is a 401) instead of the kernel timing out (503 or `fail_open`).
-        let budget = Duration::from_millis(request.deadline_ms.unsigned_abs() / 2);
+        // I/O gets half of that: past it the chain runs with what it has (an unknown JWT key
+        // is a 401) instead of the kernel timing out (503 or `fail_open`).
+        let budget = allowed / 2;
         for step in &steps {
             if let Some(pending) = step.policy.as_ref().ok().and_then(|p| p.prepare(&ctx)) {
                 if tokio::time::timeout(budget, pending).await.is_err() {
@@ -332,7 +344,11 @@ impl Agent {
                 }
             }
         }
-        let result = chain::run_chain(&steps, &mut ctx, self.limits);
+        let limits = Limits {
+            deadline: Some(started + allowed),
+            ..self.limits
+        };
+        let result = chain::run_chain(&steps, &mut ctx, limits);
         self.record(&result, &ctx);
         tracing::debug!(
             request_id = %request.request_id,
@@ -345,6 +361,7 @@ impl Agent {
             ChainStatus::Ok => proto::StatusCode::Ok,
             ChainStatus::Denied => proto::StatusCode::PolicyDenied,
             ChainStatus::Error => proto::StatusCode::PolicyError,
+            ChainStatus::Timeout => proto::StatusCode::Timeout,
         };
         proto::PolicyResponse {
             request_id: request.request_id,

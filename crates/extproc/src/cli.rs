@@ -22,39 +22,47 @@ pub struct Args {
     pub config: PathBuf,
     /// Check the configuration and exit.
     pub validate: bool,
+    /// Envoy's configuration, to check route names against (`policy-kernel` only; implies
+    /// `validate`).
+    pub envoy_config: Option<PathBuf>,
 }
 
-/// Parses `--config PATH` (or `--config=PATH`, `-c PATH`) and `--validate`.
+/// Parses `--config PATH` (or `--config=PATH`, `-c PATH`), `--validate` and
+/// `--envoy-config PATH` (or `--envoy-config=PATH`, which implies `--validate`).
 pub fn parse(
     program: &str,
     default_config: &str,
     args: impl IntoIterator<Item = String>,
 ) -> Result<Args, CliError> {
     let usage = format!(
-        "usage: {program} [--config PATH] [--validate]\n\n  --config PATH  configuration file (default {default_config})\n  --validate     check the configuration and exit (0 valid, 78 invalid)\n\nSIGHUP reloads the configuration."
+        "usage: {program} [--config PATH] [--validate] [--envoy-config PATH]\n\n  --config PATH        configuration file (default {default_config})\n  --validate           check the configuration and exit (0 valid, 78 invalid)\n  --envoy-config PATH  policy-kernel: also check the route names against Envoy's\n                       configuration; implies --validate, exit 1 on warnings\n\nSIGHUP reloads the configuration."
     );
     let mut parsed = Args {
         config: PathBuf::from(default_config),
         validate: false,
+        envoy_config: None,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--validate" => parsed.validate = true,
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
+            _ => (arg.as_str(), None),
+        };
+        match flag {
+            "--validate" if inline.is_none() => parsed.validate = true,
             "-h" | "--help" => return Err(CliError::Help(usage)),
-            "-c" | "--config" => match args.next() {
-                Some(path) => parsed.config = PathBuf::from(path),
-                None => return Err(CliError::Usage(format!("{arg} needs a value"), usage)),
-            },
-            other => match other.strip_prefix("--config=") {
-                Some(path) => parsed.config = PathBuf::from(path),
-                None => {
-                    return Err(CliError::Usage(
-                        format!("unknown argument `{other}`"),
-                        usage,
-                    ))
+            "-c" | "--config" | "--envoy-config" => {
+                let Some(value) = inline.or_else(|| args.next()) else {
+                    return Err(CliError::Usage(format!("{flag} needs a value"), usage));
+                };
+                if flag == "--envoy-config" {
+                    parsed.envoy_config = Some(PathBuf::from(value));
+                    parsed.validate = true;
+                } else {
+                    parsed.config = PathBuf::from(value);
                 }
-            },
+            }
+            _ => return Err(CliError::Usage(format!("unknown argument `{arg}`"), usage)),
         }
     }
     Ok(parsed)
@@ -108,6 +116,17 @@ mod tests {
     }
 
     #[test]
+    fn envoy_config_implies_validate() {
+        let parsed = parse("p", "/d", args(&["--envoy-config", "/e.yaml"])).unwrap();
+        assert_eq!(parsed.envoy_config, Some(PathBuf::from("/e.yaml")));
+        assert!(parsed.validate);
+        let parsed = parse("p", "/d", args(&["--envoy-config=/f.yaml", "-c", "/k"])).unwrap();
+        assert_eq!(parsed.envoy_config, Some(PathBuf::from("/f.yaml")));
+        assert_eq!(parsed.config, PathBuf::from("/k"));
+        assert_eq!(parse("p", "/d", args(&[])).unwrap().envoy_config, None);
+    }
+
+    #[test]
     fn rejects_unknown_and_incomplete_arguments() {
         assert!(matches!(
             parse("p", "/d", args(&["--nope"])),
@@ -115,6 +134,14 @@ mod tests {
         ));
         assert!(matches!(
             parse("p", "/d", args(&["--config"])),
+            Err(CliError::Usage(..))
+        ));
+        assert!(matches!(
+            parse("p", "/d", args(&["--envoy-config"])),
+            Err(CliError::Usage(..))
+        ));
+        assert!(matches!(
+            parse("p", "/d", args(&["--validate=yes"])),
             Err(CliError::Usage(..))
         ));
         assert!(matches!(

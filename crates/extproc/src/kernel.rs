@@ -14,6 +14,7 @@ use crate::telemetry::TelemetryError;
 
 pub mod agents;
 pub mod config;
+pub mod envoy_lint;
 mod extproc;
 mod lane;
 pub mod metrics;
@@ -175,18 +176,36 @@ impl Kernel {
         });
     }
 
-    /// Applies a validated configuration; in-flight streams keep the previous one.
-    pub fn reload(&self, config: KernelConfig, version: String) {
+    /// Applies a validated configuration; in-flight streams keep the previous one. A
+    /// configuration that makes a route invalid against a registered agent's policies (a
+    /// policy, phase or metadata that agent does not support) is refused: the previous one
+    /// stays, and the reload counts as a failure.
+    pub fn reload(&self, config: KernelConfig, version: String) -> Result<(), KernelConfigError> {
         let updating = self.lock_updates();
         let previous = self.snapshot();
-        if previous.config.policy_kernel.server.address != config.policy_kernel.server.address
-            || previous.config.policy_kernel.server.port != config.policy_kernel.server.port
+        let state = self.build_state(config, version.clone(), Some(&previous));
+        let already_invalid = previous.table.invalid_routes();
+        let mut newly_invalid: Vec<String> = state
+            .table
+            .invalid_routes()
+            .into_iter()
+            .filter(|route| !already_invalid.contains(route))
+            .map(|(route, reason)| format!("route `{route}` would be invalid: {reason}"))
+            .collect();
+        if !newly_invalid.is_empty() {
+            drop(updating);
+            newly_invalid.sort();
+            let error = KernelConfigError::Invalid(newly_invalid);
+            self.reload_failed(&error);
+            return Err(error);
+        }
+        if previous.config.policy_kernel.server.address != state.config.policy_kernel.server.address
+            || previous.config.policy_kernel.server.port != state.config.policy_kernel.server.port
         {
             tracing::warn!(
                 "policy_kernel.server changed; the new listener applies after a restart"
             );
         }
-        let state = self.build_state(config, version.clone(), Some(&previous));
         self.install(state);
         drop(updating);
         self.metrics
@@ -196,6 +215,7 @@ impl Kernel {
             })
             .inc();
         tracing::info!(config.version = %version, "kernel configuration reloaded");
+        Ok(())
     }
 
     fn reload_failed(&self, error: &dyn std::error::Error) {
@@ -307,9 +327,9 @@ impl RunningKernel {
         &self.kernel
     }
 
-    /// Applies a validated configuration.
-    pub fn reload(&self, config: KernelConfig, version: String) {
-        self.kernel.reload(config, version);
+    /// Applies a validated configuration (see [`Kernel::reload`]).
+    pub fn reload(&self, config: KernelConfig, version: String) -> Result<(), KernelConfigError> {
+        self.kernel.reload(config, version)
     }
 
     /// Waits until [`Kernel::readiness`] holds, up to `limit`.
@@ -410,6 +430,20 @@ pub fn validate_file(path: &Path) -> Result<Vec<String>, KernelConfigError> {
     Ok(config.check_policies(&routes::PolicyCatalog::builtin()))
 }
 
+/// Checks a kernel configuration against Envoy's (see [`envoy_lint::lint`]). Returns the
+/// warnings (empty when the route names agree).
+pub fn lint_envoy_file(
+    config_path: &Path,
+    envoy_path: &Path,
+) -> Result<Vec<String>, KernelConfigError> {
+    let (config, _) = KernelConfig::load(config_path)?;
+    let envoy = std::fs::read_to_string(envoy_path).map_err(|source| KernelConfigError::Read {
+        path: envoy_path.to_owned(),
+        source,
+    })?;
+    envoy_lint::lint(&config, &envoy)
+}
+
 /// Runs the kernel until SIGTERM or SIGINT; SIGHUP reloads the configuration file.
 pub async fn run(config_path: PathBuf) -> Result<(), KernelError> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -427,7 +461,8 @@ pub async fn run(config_path: PathBuf) -> Result<(), KernelError> {
     loop {
         tokio::select! {
             _ = hangup.recv() => match KernelConfig::load(&config_path) {
-                Ok((config, version)) => running.reload(config, version),
+                // A refused configuration is counted and logged by `reload`.
+                Ok((config, version)) => { let _ = running.reload(config, version); }
                 Err(error) => running.kernel.reload_failed(&error),
             },
             _ = terminate.recv() => break,

@@ -19,6 +19,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
+#[path = "common/prometheus.rs"]
+mod prometheus;
+use prometheus::sample;
+
+#[path = "engine/identity.rs"]
+mod identity;
 #[path = "engine/jwks.rs"]
 mod jwks;
 #[path = "engine/lanes.rs"]
@@ -238,6 +244,15 @@ async fn exchange(
     answers
 }
 
+/// One request-headers exchange on `route`: the immediate status, None when it goes on.
+async fn status_of(
+    client: &mut ExternalProcessorClient<Channel>,
+    route: &str,
+    headers: &[(&str, &str)],
+) -> Option<i32> {
+    immediate_status(&exchange(client, vec![request_headers(route, headers, true)]).await[0])
+}
+
 fn immediate_status(answer: &ProcessingResponse) -> Option<i32> {
     match &answer.response {
         Some(processing_response::Response::ImmediateResponse(r)) => {
@@ -342,16 +357,10 @@ async fn api_key_rate_limit_and_response_policies() {
     assert_eq!(new_body(&ok[2]).as_deref(), Some(&br#"{"id":1}"#[..]));
 
     // burst 2: the second allowed request above used one token.
-    let second = exchange(
-        &mut client,
-        vec![request_headers(
-            "users",
-            &[("x-api-key", "alice-key")],
-            true,
-        )],
-    )
-    .await;
-    assert_eq!(immediate_status(&second[0]), None);
+    assert_eq!(
+        status_of(&mut client, "users", &[("x-api-key", "alice-key")]).await,
+        None
+    );
     let limited = exchange(
         &mut client,
         vec![request_headers(
@@ -383,6 +392,51 @@ async fn api_key_rate_limit_and_response_policies() {
             "{name} missing:\n{agent_metrics}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_counts_once_across_its_phases() {
+    let engine = Engine::start(false, ROUTES).await;
+    let mut client = engine.client().await;
+    // Request headers, response headers, response body: three messages, one request.
+    let answers = exchange(
+        &mut client,
+        vec![
+            request_headers("users", &[("x-api-key", "alice-key")], true),
+            response_headers("200", false),
+            response_body(r#"{"id":1,"internal_id":2}"#),
+        ],
+    )
+    .await;
+    assert_eq!(answers.len(), 3);
+    assert_eq!(status_of(&mut client, "users", &[]).await, Some(401));
+    assert_eq!(status_of(&mut client, "unknown-route", &[]).await, None);
+
+    let metrics = reqwest_metrics(engine.kernel.admin_addr()).await;
+    let requests = |route, agent, status| {
+        sample(
+            &metrics,
+            "policy_kernel_requests_total",
+            &[("route", route), ("agent", agent), ("status", status)],
+        )
+    };
+    assert_eq!(
+        requests("users", "test-agent", "ok"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        requests("users", "test-agent", "denied"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(requests("none", "", "no_policy"), Some(1.0), "{metrics}");
+    let timed = sample(
+        &metrics,
+        "policy_kernel_request_duration_seconds_count",
+        &[("route", "users"), ("agent", "test-agent")],
+    );
+    assert_eq!(timed, Some(2.0), "{metrics}");
 }
 
 /// A minimal HTTP/1.1 GET, enough for the admin endpoint.
@@ -515,12 +569,37 @@ async fn reload_changes_behaviour_and_keeps_old_config_on_error() {
     let before = exchange(&mut client, vec![request_headers("users", &[], true)]).await;
     assert_eq!(immediate_status(&before[0]), Some(401));
 
+    // A reload that would make `users` invalid against the agent's policies is refused: the
+    // previous configuration keeps serving and the reload counts as a failure.
+    let broken = ROUTES.replace(
+        "metadata: {header_name: X-API-Key}",
+        "metadata: {header_name: X-API-Key, no_such_field: 1}",
+    );
+    assert_ne!(broken, ROUTES);
+    let config = KernelConfig::from_yaml(&kernel_yaml(engine.dir.path(), false, &broken)).unwrap();
+    let refused = engine.kernel.reload(config, "kernel-broken".into());
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("route `users`")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        status_of(&mut client, "users", &[]).await,
+        Some(401),
+        "the old chain serves"
+    );
+    assert_eq!(
+        status_of(&mut client, "users", &[("x-api-key", "alice-key")]).await,
+        None
+    );
+
     let relaxed = ROUTES.replace(
         "metadata: {header_name: X-API-Key}",
         "metadata: {header_name: X-API-Key, required: false}",
     );
     let config = KernelConfig::from_yaml(&kernel_yaml(engine.dir.path(), false, &relaxed)).unwrap();
-    engine.kernel.reload(config, "kernel-v2".into());
+    engine.kernel.reload(config, "kernel-v2".into()).unwrap();
     let after = exchange(&mut client, vec![request_headers("users", &[], true)]).await;
     assert_eq!(immediate_status(&after[0]), None);
 
@@ -532,11 +611,24 @@ async fn reload_changes_behaviour_and_keeps_old_config_on_error() {
     ))
     .is_err());
     let metrics = reqwest_metrics(engine.kernel.admin_addr()).await;
-    assert!(
-        metrics.contains("policy_kernel_config_reload_total{status=\"success\"} 1"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("kernel-v2"), "{metrics}");
+    let reloads = |status| {
+        sample(
+            &metrics,
+            "policy_kernel_config_reload_total",
+            &[("status", status)],
+        )
+    };
+    assert_eq!(reloads("success"), Some(1.0), "{metrics}");
+    assert_eq!(reloads("failure"), Some(1.0), "{metrics}");
+    let info = |version| {
+        sample(
+            &metrics,
+            "policy_kernel_config_info",
+            &[("version", version)],
+        )
+    };
+    assert_eq!(info("kernel-v2"), Some(1.0), "{metrics}");
+    assert_eq!(info("kernel-broken"), None, "{metrics}");
 }
 
 /// Kills the child process when dropped (also when a test panics).

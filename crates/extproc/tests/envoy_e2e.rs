@@ -18,6 +18,11 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+#[path = "common/prometheus.rs"]
+mod prometheus;
+#[path = "envoy_e2e/shipped.rs"]
+mod shipped;
+
 fn envoy_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("ENVOY_BIN") {
         return Some(PathBuf::from(path));
@@ -227,126 +232,226 @@ fn kernel_config(sock: &Path, port: u16, metrics: u16, api_key_required: bool) -
     )
 }
 
-fn envoy_config(listen: u16, admin: u16, kernel: u16, upstream: u16) -> String {
-    include_str!("../../../deploy/policy-engine/envoy.yaml")
-        .replace("10000", &listen.to_string())
-        .replace("9901", &admin.to_string())
-        .replace("9001", &kernel.to_string())
-        .replace("8080", &upstream.to_string())
-        .replace("address: policy-engine,", "address: 127.0.0.1,")
-        .replace("address: app,", "address: 127.0.0.1,")
+/// Replaces each `from` with its `to`; panics when a `from` is missing, so a shipped file that
+/// drifts from what a test substitutes fails the test instead of being run unchanged.
+fn substitute(text: &str, pairs: &[(&str, &str)]) -> String {
+    pairs.iter().fold(text.to_owned(), |text, (from, to)| {
+        assert!(text.contains(from), "`{from}` is not in the file any more");
+        text.replace(from, to)
+    })
 }
 
-#[test]
-fn envoy_end_to_end() {
-    let Some(envoy) = envoy_binary() else {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "Envoy is required in CI: run scripts/setup.d/envoy.sh"
-        );
-        eprintln!(
-            "\n!!! SKIPPED envoy_end_to_end: no Envoy binary (run scripts/setup.d/envoy.sh) !!!\n"
-        );
-        return;
-    };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("agents/default.sock");
-    let (jwt_key, jwk) = ed25519_key("e2e");
-    std::fs::write(
-        dir.path().join("jwks.json"),
-        json!({"keys": [jwk]}).to_string(),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("keys.yaml"),
-        "- user_id: alice\n  key: alice-key\n",
-    )
-    .unwrap();
-    let agent_config = dir.path().join("agent.yaml");
-    std::fs::write(
-        &agent_config,
-        format!(
-            "agent_core:\n  name: default-agent\n  socket_path: {}\n  observability: {{metrics_port: 0, metrics_address: 127.0.0.1}}\n  policy_settings:\n    apiKeyAuth: {{keys_file: {}}}\n    jwtValidation: {{jwks_file: {}}}\n",
-            sock.display(),
-            dir.path().join("keys.yaml").display(),
-            dir.path().join("jwks.json").display()
-        ),
-    )
-    .unwrap();
-    let (kernel_port, metrics_port) = (free_port(), free_port());
-    let kernel_config_path = dir.path().join("kernel.yaml");
-    std::fs::write(
-        &kernel_config_path,
-        kernel_config(&sock, kernel_port, metrics_port, true),
-    )
-    .unwrap();
-    let upstream = start_upstream(&runtime);
-    let (listen, admin) = (free_port(), free_port());
-    let envoy_config_path = dir.path().join("envoy.yaml");
-    std::fs::write(
-        &envoy_config_path,
-        envoy_config(listen, admin, kernel_port, upstream.port()),
-    )
-    .unwrap();
-
-    let agent_bin = Path::new(env!("CARGO_BIN_EXE_policy-agent"));
-    let kernel_bin = Path::new(env!("CARGO_BIN_EXE_policy-kernel"));
-    let agent_arg = format!("--config={}", agent_config.display());
-    let kernel_arg = format!("--config={}", kernel_config_path.display());
-    let mut agent = spawn(agent_bin, &[&agent_arg], &dir.path().join("agent.log"));
-    let kernel = spawn(kernel_bin, &[&kernel_arg], &dir.path().join("kernel.log"));
-    let _envoy = spawn(
-        &envoy,
+/// The shipped envoy.yaml with its ports and host names pointed at this test's processes:
+/// the only changes made to it.
+fn envoy_config(listen: u16, admin: u16, kernel: u16, upstream: u16) -> String {
+    substitute(
+        include_str!("../../../deploy/policy-engine/envoy.yaml"),
         &[
-            "-c",
-            envoy_config_path.to_str().unwrap(),
-            "--disable-hot-restart",
-            "--concurrency",
-            "1",
-            "-l",
-            "warning",
+            ("port_value: 10000", &format!("port_value: {listen}")),
+            ("port_value: 9901", &format!("port_value: {admin}")),
+            ("port_value: 9001", &format!("port_value: {kernel}")),
+            ("port_value: 8080", &format!("port_value: {upstream}")),
+            ("address: policy-engine,", "address: 127.0.0.1,"),
+            ("address: app,", "address: 127.0.0.1,"),
         ],
-        &dir.path().join("envoy.log"),
-    );
-    let metrics_addr: SocketAddr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
-    let admin_addr: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
-    let front: SocketAddr = format!("127.0.0.1:{listen}").parse().unwrap();
-    let logs = || {
-        ["agent.log", "kernel.log", "envoy.log"]
+    )
+}
+
+/// The three processes in front of a test upstream: policy-agent, policy-kernel and Envoy,
+/// started from configuration files in `dir`; killed when dropped.
+struct Stack<'a> {
+    dir: &'a Path,
+    agent_arg: String,
+    agent: Proc,
+    kernel: Proc,
+    _envoy: Proc,
+    front: SocketAddr,
+    metrics: SocketAddr,
+}
+
+impl<'a> Stack<'a> {
+    /// Writes the shipped envoy.yaml (see [`envoy_config`]) beside `dir`'s agent.yaml and
+    /// kernel.yaml, starts the processes and waits until the kernel is ready (agent
+    /// registered, every route valid) and Envoy answers.
+    fn start(envoy: &Path, dir: &'a Path, ports: Ports, upstream: SocketAddr) -> Self {
+        let agent_arg = format!("--config={}", dir.join("agent.yaml").display());
+        let kernel_arg = format!("--config={}", dir.join("kernel.yaml").display());
+        let envoy_config_path = dir.join("envoy.yaml");
+        std::fs::write(
+            &envoy_config_path,
+            envoy_config(ports.listen, ports.admin, ports.kernel, upstream.port()),
+        )
+        .unwrap();
+        let agent = spawn(agent_bin(), &[&agent_arg], &dir.join("agent.log"));
+        let kernel = spawn(kernel_bin(), &[&kernel_arg], &dir.join("kernel.log"));
+        let envoy = spawn(
+            envoy,
+            &[
+                "-c",
+                envoy_config_path.to_str().unwrap(),
+                "--disable-hot-restart",
+                "--concurrency",
+                "1",
+                "-l",
+                "warning",
+            ],
+            &dir.join("envoy.log"),
+        );
+        let local = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let stack = Self {
+            dir,
+            agent_arg,
+            agent,
+            kernel,
+            _envoy: envoy,
+            front: local(ports.listen),
+            metrics: local(ports.metrics),
+        };
+        stack.wait("kernel ready", || ready(stack.metrics, "/health/ready"));
+        stack.wait("envoy ready", || ready(local(ports.admin), "/ready"));
+        stack
+    }
+
+    /// Every process's log, for failure messages.
+    fn logs(&self) -> String {
+        ["agent.log", "agent2.log", "kernel.log", "envoy.log"]
             .iter()
-            .map(|f| {
-                format!(
-                    "--- {f}\n{}",
-                    std::fs::read_to_string(dir.path().join(f)).unwrap_or_default()
-                )
+            .filter_map(|f| {
+                let text = std::fs::read_to_string(self.dir.join(f)).ok()?;
+                Some(format!("--- {f}\n{text}"))
             })
             .collect::<Vec<_>>()
             .join("\n")
-    };
-    let wait = |what: &str, ok: &mut dyn FnMut() -> bool| {
+    }
+
+    /// Polls `ok` for up to 30 s; fails with the logs.
+    fn wait(&self, what: &str, mut ok: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !ok() {
             assert!(
                 Instant::now() < deadline,
                 "timed out waiting for {what}\n{}",
-                logs()
+                self.logs()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        http(self.front, "GET", path, headers)
+    }
+
+    /// `path` needs an API key: 401 with the `API-Key` challenge without one, 403 with a
+    /// wrong one.
+    fn assert_needs_api_key(&self, path: &str) {
+        let missing = self.get(path, &[]);
+        assert_eq!(missing.status, 401, "{}\n{}", missing.body, self.logs());
+        assert_eq!(
+            missing.headers.get("www-authenticate").map(String::as_str),
+            Some("API-Key")
+        );
+        assert_eq!(self.get(path, &[("x-api-key", "wrong")]).status, 403);
+    }
+
+    /// Kills the agent.
+    fn stop_agent(&mut self) {
+        let _ = self.agent.0.kill();
+        let _ = self.agent.0.wait();
+    }
+
+    /// Starts the agent again (log in agent2.log).
+    fn restart_agent(&mut self) {
+        self.agent = spawn(
+            agent_bin(),
+            &[&self.agent_arg],
+            &self.dir.join("agent2.log"),
+        );
+    }
+}
+
+/// Free ports for one stack.
+#[derive(Clone, Copy)]
+struct Ports {
+    listen: u16,
+    admin: u16,
+    kernel: u16,
+    metrics: u16,
+}
+
+impl Ports {
+    fn free() -> Self {
+        Self {
+            listen: free_port(),
+            admin: free_port(),
+            kernel: free_port(),
+            metrics: free_port(),
+        }
+    }
+}
+
+fn agent_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_policy-agent"))
+}
+
+fn kernel_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_policy-kernel"))
+}
+
+/// The Envoy binary, or None (after saying so loudly) when it is absent outside CI.
+fn envoy_or_skip(test: &str) -> Option<PathBuf> {
+    let envoy = envoy_binary();
+    if envoy.is_none() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "Envoy is required in CI: run scripts/setup.d/envoy.sh"
+        );
+        eprintln!("\n!!! SKIPPED {test}: no Envoy binary (run scripts/setup.d/envoy.sh) !!!\n");
+    }
+    envoy
+}
+
+#[test]
+fn envoy_end_to_end() {
+    let Some(envoy) = envoy_or_skip("envoy_end_to_end") else {
+        return;
     };
-    wait("kernel ready", &mut || ready(metrics_addr, "/health/ready"));
-    wait("envoy ready", &mut || ready(admin_addr, "/ready"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let sock = dir.join("agents/default.sock");
+    let (jwt_key, jwk) = ed25519_key("e2e");
+    std::fs::write(dir.join("jwks.json"), json!({"keys": [jwk]}).to_string()).unwrap();
+    std::fs::write(
+        dir.join("keys.yaml"),
+        "- user_id: alice\n  key: alice-key\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("agent.yaml"),
+        format!(
+            "agent_core:\n  name: default-agent\n  socket_path: {}\n  observability: {{metrics_port: 0, metrics_address: 127.0.0.1}}\n  policy_settings:\n    apiKeyAuth: {{keys_file: {}}}\n    jwtValidation: {{jwks_file: {}}}\n",
+            sock.display(),
+            dir.join("keys.yaml").display(),
+            dir.join("jwks.json").display()
+        ),
+    )
+    .unwrap();
+    let ports = Ports::free();
+    let kernel_config_path = dir.join("kernel.yaml");
+    std::fs::write(
+        &kernel_config_path,
+        kernel_config(&sock, ports.kernel, ports.metrics, true),
+    )
+    .unwrap();
+    let upstream = start_upstream(&runtime);
+    let mut stack = Stack::start(&envoy, dir, ports, upstream);
+    let front = stack.front;
+    let logs = || stack.logs();
 
     // An allowed request reaches the upstream with the added header; the response gets the
     // security headers and loses the removed fields.
-    let ok = http(
-        front,
-        "GET",
-        "/api/v1/users/1",
-        &[("x-api-key", "alice-key")],
-    );
+    let ok = stack.get("/api/v1/users/1", &[("x-api-key", "alice-key")]);
     assert_eq!(ok.status, 200, "{}\n{}", ok.body, logs());
     let body: Value = serde_json::from_str(&ok.body).unwrap_or_else(|e| panic!("{e}: {}", ok.body));
     assert_eq!(body["headers"]["x-user-id"], "alice", "{body}");
@@ -361,75 +466,52 @@ fn envoy_end_to_end() {
         Some("nosniff")
     );
 
-    // Missing key 401, wrong key 403.
-    let missing = http(front, "GET", "/api/v1/users/1", &[]);
-    assert_eq!(missing.status, 401, "{}", missing.body);
-    assert_eq!(
-        missing.headers.get("www-authenticate").map(String::as_str),
-        Some("API-Key")
-    );
-    assert_eq!(
-        http(front, "GET", "/api/v1/users/1", &[("x-api-key", "wrong")]).status,
-        403
-    );
+    stack.assert_needs_api_key("/api/v1/users/1");
 
     // Rate limit: burst 2, then 429 with Retry-After.
-    let statuses: Vec<u16> = (0..3)
-        .map(|_| http(front, "GET", "/limited", &[]).status)
-        .collect();
+    let statuses: Vec<u16> = (0..3).map(|_| stack.get("/limited", &[]).status).collect();
     assert_eq!(statuses, vec![200, 200, 429]);
-    assert!(http(front, "GET", "/limited", &[])
+    assert!(stack
+        .get("/limited", &[])
         .headers
         .contains_key("retry-after"));
 
     // Admin needs a JWT with the admin role.
-    assert_eq!(http(front, "GET", "/api/v1/admin", &[]).status, 401);
+    assert_eq!(stack.get("/api/v1/admin", &[]).status, 401);
     let user = format!("Bearer {}", token(&jwt_key, &["user"]));
     assert_eq!(
-        http(front, "GET", "/api/v1/admin", &[("authorization", &user)]).status,
+        stack
+            .get("/api/v1/admin", &[("authorization", &user)])
+            .status,
         403
     );
     let admin_token = format!("Bearer {}", token(&jwt_key, &["admin"]));
     assert_eq!(
-        http(
-            front,
-            "GET",
-            "/api/v1/admin",
-            &[("authorization", &admin_token)]
-        )
-        .status,
+        stack
+            .get("/api/v1/admin", &[("authorization", &admin_token)])
+            .status,
         200
     );
 
     // Unknown routes get the default policy.
-    assert_eq!(http(front, "GET", "/anything", &[]).status, 200);
+    assert_eq!(stack.get("/anything", &[]).status, 200);
 
     // Agent killed: fail closed (503). Restarted: traffic recovers, kernel untouched.
-    let _ = agent.0.kill();
-    let _ = agent.0.wait();
-    let down = http(
-        front,
-        "GET",
-        "/api/v1/users/1",
-        &[("x-api-key", "alice-key")],
-    );
+    stack.stop_agent();
+    let down = stack.get("/api/v1/users/1", &[("x-api-key", "alice-key")]);
     assert_eq!(down.status, 503, "{}", down.body);
-    agent = spawn(agent_bin, &[&agent_arg], &dir.path().join("agent2.log"));
-    wait("traffic after agent restart", &mut || {
-        http(
-            front,
-            "GET",
-            "/api/v1/users/1",
-            &[("x-api-key", "alice-key")],
-        )
-        .status
+    stack.restart_agent();
+    stack.wait("traffic after agent restart", || {
+        stack
+            .get("/api/v1/users/1", &[("x-api-key", "alice-key")])
+            .status
             == 200
     });
 
     // SIGHUP reload: the key becomes optional; requests during the reload never fail.
     std::fs::write(
         &kernel_config_path,
-        kernel_config(&sock, kernel_port, metrics_port, false),
+        kernel_config(&sock, ports.kernel, ports.metrics, false),
     )
     .unwrap();
     let during = std::thread::spawn(move || {
@@ -447,20 +529,37 @@ fn envoy_end_to_end() {
     });
     std::thread::sleep(Duration::from_millis(20));
     let hup = Command::new("kill")
-        .args(["-HUP", &kernel.0.id().to_string()])
+        .args(["-HUP", &stack.kernel.0.id().to_string()])
         .status()
         .unwrap();
     assert!(hup.success());
     let statuses = during.join().unwrap();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     wait_until("reload applied", Duration::from_secs(10), || {
-        http(front, "GET", "/api/v1/users/1", &[]).status == 200
+        stack.get("/api/v1/users/1", &[]).status == 200
     });
-    let metrics = http(metrics_addr, "GET", "/metrics", &[]).body;
-    assert!(
-        metrics.contains("policy_kernel_config_reload_total{status=\"success\"} 1"),
+
+    // With the key optional, a client-sent identity never reaches the upstream: not without
+    // a key, and not beside a valid one (replaced by the key's user).
+    let anonymous = stack.get("/api/v1/users/1", &[("x-user-id", "admin")]);
+    assert_eq!(anonymous.status, 200, "{}", anonymous.body);
+    let seen: Value = serde_json::from_str(&anonymous.body).unwrap();
+    assert!(seen["headers"].get("x-user-id").is_none(), "{seen}");
+    let keyed = stack.get(
+        "/api/v1/users/1",
+        &[("x-user-id", "admin"), ("x-api-key", "alice-key")],
+    );
+    let seen: Value = serde_json::from_str(&keyed.body).unwrap();
+    assert_eq!(seen["headers"]["x-user-id"], "alice", "{seen}");
+
+    let metrics = http(stack.metrics, "GET", "/metrics", &[]).body;
+    assert_eq!(
+        prometheus::sample(
+            &metrics,
+            "policy_kernel_config_reload_total",
+            &[("status", "success")]
+        ),
+        Some(1.0),
         "{metrics}"
     );
-    drop(agent);
-    drop(kernel);
 }

@@ -244,6 +244,8 @@ pub enum ChainStatus {
     Denied,
     /// A policy failed with `on_failure: deny`, or an unknown policy with `fail_on_unknown`.
     Error,
+    /// The deadline ([`Limits::deadline`]) passed before the chain finished.
+    Timeout,
 }
 
 /// Limits enforced while a chain runs.
@@ -253,6 +255,9 @@ pub struct Limits {
     pub max_state_size_bytes: usize,
     /// Unknown policies fail the request instead of being skipped.
     pub fail_on_unknown: bool,
+    /// No policy starts after this instant: the chain ends with [`ChainStatus::Timeout`]
+    /// (the agent's `request_timeout_ms`, or the kernel's deadline when sooner).
+    pub deadline: Option<Instant>,
 }
 
 /// How one policy of the chain ended, for metrics and logs.
@@ -299,7 +304,20 @@ pub fn run_chain(steps: &[Step], ctx: &mut Context, limits: Limits) -> ChainResu
         metadata: HashMap::new(),
         steps: Vec::with_capacity(steps.len()),
     };
+    if ctx.phase() == Phase::Request {
+        strip_identity_headers(steps, ctx, &mut result);
+    }
     for step in steps {
+        if limits
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            tracing::warn!(request_id = %ctx.request_id, policy.name = %step.name, "chain deadline passed before this policy");
+            result.status = ChainStatus::Timeout;
+            result.policy_name.clone_from(&step.name);
+            result.message = "request timeout exceeded".to_owned();
+            break;
+        }
         let span = tracing::debug_span!(
             "policy.execute",
             policy.name = %step.name,
@@ -315,6 +333,24 @@ pub fn run_chain(steps: &[Step], ctx: &mut Context, limits: Limits) -> ChainResu
         }
     }
     result
+}
+
+/// Removes from the request every header a policy of the chain writes as identity, before
+/// any policy runs: whatever the client sent under those names never reaches a later policy
+/// or the upstream, whether or not the policy is `required` and whether or not it
+/// authenticates the request.
+fn strip_identity_headers(steps: &[Step], ctx: &mut Context, result: &mut ChainResult) {
+    let declared = steps
+        .iter()
+        .filter_map(|step| step.policy.as_ref().ok())
+        .flat_map(|policy| policy.identity_headers());
+    for header in declared {
+        if ctx.headers.contains_key(header) {
+            let remove = Instruction::RemoveHeader(header.clone());
+            ctx.apply(&remove);
+            result.instructions.push(remove);
+        }
+    }
 }
 
 /// Runs one policy and records it in `result`; returns true when the chain stops.

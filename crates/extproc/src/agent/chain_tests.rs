@@ -12,6 +12,8 @@ enum Fake {
     Deny(u16),
     Fail,
     BigState,
+    /// Takes this many milliseconds, then allows.
+    Slow(u64),
 }
 
 impl CompiledPolicy for Fake {
@@ -31,6 +33,10 @@ impl CompiledPolicy for Fake {
                 ImmediateResponse::json_error(*status, "no"),
             )),
             Fake::Fail => Err(PolicyError::Execution("boom".into())),
+            Fake::Slow(ms) => {
+                std::thread::sleep(std::time::Duration::from_millis(*ms));
+                Ok(Outcome::allow())
+            }
             Fake::BigState => Ok(Outcome::allow_with(vec![Instruction::SetState {
                 key: "k".into(),
                 value: "x".repeat(100),
@@ -58,6 +64,7 @@ fn unknown(name: &str) -> Step {
 const LIMITS: Limits = Limits {
     max_state_size_bytes: 64,
     fail_on_unknown: false,
+    deadline: None,
 };
 
 fn immediate_status(result: &ChainResult) -> Option<u16> {
@@ -203,4 +210,97 @@ fn on_failure_parses_wire_values() {
         Some(OnFailure::SkipRemaining)
     );
     assert_eq!(OnFailure::parse("explode"), None);
+}
+
+/// apiKeyAuth as compiled by the agent, with one key for `alice`.
+fn api_key_step(metadata: serde_json::Value) -> Step {
+    use crate::agent::policies::{ApiKeyAuth, PolicyKind};
+    let kind = ApiKeyAuth::from_pairs([("alice", "alice-key")]);
+    Step {
+        name: "apiKeyAuth".into(),
+        on_failure: OnFailure::Deny,
+        policy: kind.compile(metadata.as_object().unwrap()),
+    }
+}
+
+fn request_with(headers: &[(&str, &str)]) -> Context {
+    let mut ctx = Context::default();
+    for (k, v) in headers {
+        ctx.headers.insert((*k).into(), (*v).into());
+    }
+    ctx
+}
+
+#[test]
+fn client_identity_headers_are_removed_before_any_policy() {
+    let optional = serde_json::json!({"required": false});
+    let forged = ("x-user-id", "admin");
+
+    // No key on an optional apiKeyAuth: allowed, but the forged identity is gone.
+    let mut ctx = request_with(&[forged]);
+    let result = run_chain(&[api_key_step(optional.clone())], &mut ctx, LIMITS);
+    assert_eq!(result.status, ChainStatus::Ok);
+    assert!(!ctx.headers.contains_key("x-user-id"), "{:?}", ctx.headers);
+    assert_eq!(
+        result.instructions,
+        vec![Instruction::RemoveHeader("x-user-id".into())]
+    );
+
+    // A policy before apiKeyAuth does not see it either.
+    let mut ctx = request_with(&[forged]);
+    let steps = [
+        step("reader", Fake::RequireHeader("x-user-id"), OnFailure::Deny),
+        api_key_step(optional.clone()),
+    ];
+    let result = run_chain(&steps, &mut ctx, LIMITS);
+    assert_eq!(immediate_status(&result), Some(403));
+
+    // A wrong key is denied; a valid key replaces the forged value with the key's user.
+    let mut ctx = request_with(&[forged, ("x-api-key", "wrong")]);
+    let result = run_chain(&[api_key_step(optional.clone())], &mut ctx, LIMITS);
+    assert_eq!(immediate_status(&result), Some(403));
+    let mut ctx = request_with(&[forged, ("x-api-key", "alice-key")]);
+    let result = run_chain(&[api_key_step(optional)], &mut ctx, LIMITS);
+    assert_eq!(result.status, ChainStatus::Ok);
+    assert_eq!(ctx.headers["x-user-id"], "alice");
+    assert_eq!(
+        result.instructions.first(),
+        Some(&Instruction::RemoveHeader("x-user-id".into()))
+    );
+
+    // A custom identity header is removed too; an unrelated header stays.
+    let mut ctx = request_with(&[("x-principal", "root"), ("x-user-id", "kept")]);
+    let custom = serde_json::json!({"required": false, "user_id_header": "X-Principal"});
+    run_chain(&[api_key_step(custom)], &mut ctx, LIMITS);
+    assert!(!ctx.headers.contains_key("x-principal"));
+    assert_eq!(ctx.headers["x-user-id"], "kept");
+}
+
+#[test]
+fn no_policy_starts_after_the_deadline() {
+    use std::time::{Duration, Instant};
+    let steps = || {
+        [
+            step("slow", Fake::Slow(30), OnFailure::Deny),
+            step("next", Fake::SetHeader("x", "y"), OnFailure::Deny),
+        ]
+    };
+    let limits = Limits {
+        deadline: Some(Instant::now() + Duration::from_millis(10)),
+        ..LIMITS
+    };
+    let mut ctx = Context::default();
+    let result = run_chain(&steps(), &mut ctx, limits);
+    assert_eq!(result.status, ChainStatus::Timeout);
+    assert_eq!(result.policy_name, "next");
+    assert_eq!(ran(&result), ["slow"]);
+    assert!(!ctx.headers.contains_key("x"));
+
+    let roomy = Limits {
+        deadline: Some(Instant::now() + Duration::from_secs(60)),
+        ..LIMITS
+    };
+    let result = run_chain(&steps(), &mut Context::default(), roomy);
+    assert_eq!(result.status, ChainStatus::Ok);
+    assert_eq!(ran(&result), ["slow", "next"]);
 }

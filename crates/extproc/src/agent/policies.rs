@@ -119,6 +119,12 @@ pub trait CompiledPolicy: Send + Sync {
     }
     /// Runs the policy on the current context. Never panics on input.
     fn execute(&self, ctx: &Context) -> Result<Outcome, PolicyError>;
+    /// Request headers this policy writes as identity (lowercase: `x-user-id`, the targets of
+    /// `claims_to_headers`). The chain removes them from the client's request before any
+    /// policy runs, so only a policy can set them. Defaults to none.
+    fn identity_headers(&self) -> &[String] {
+        &[]
+    }
 }
 
 /// Policy name → kind.

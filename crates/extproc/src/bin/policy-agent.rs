@@ -27,6 +27,10 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
+    if args.envoy_config.is_some() {
+        eprintln!("policy-agent: --envoy-config is a policy-kernel option");
+        return ExitCode::from(64);
+    }
     if let Err(error) = AgentConfig::load(&args.config) {
         eprintln!("policy-agent: {error}");
         return ExitCode::from(EXIT_CONFIG);

@@ -13,6 +13,9 @@ use crate::telemetry::TracingConfig;
 /// Largest per-agent timeout (spec section 3.7).
 pub const MAX_AGENT_TIMEOUT_MS: u64 = 5000;
 
+/// Most proxy hops `trust_forwarded_for` may name.
+pub const MAX_TRUSTED_HOPS: u32 = 16;
+
 /// Why a kernel configuration was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelConfigError {
@@ -27,6 +30,9 @@ pub enum KernelConfigError {
     /// The YAML does not fit the schema.
     #[error("invalid kernel configuration: {0}")]
     Parse(String),
+    /// The Envoy configuration given to `--envoy-config` is not YAML.
+    #[error("invalid Envoy configuration: {0}")]
+    Envoy(String),
     /// Values are inconsistent or out of range (every problem, one per line).
     #[error("invalid kernel configuration:\n  {}", .0.join("\n  "))]
     Invalid(Vec<String>),
@@ -51,6 +57,11 @@ pub struct PolicyKernel {
     /// Off by default: a client could choose its own route with it.
     #[serde(default)]
     pub route_header: Option<String>,
+    /// Proxies in front of Envoy whose `X-Forwarded-For` entries are believed: 0 (default)
+    /// takes the client address only from Envoy's `source.address`; N takes the Nth entry
+    /// from the right of `X-Forwarded-For`.
+    #[serde(default)]
+    pub trust_forwarded_for: u32,
     /// Agents, reached over Unix sockets.
     pub agents: Vec<AgentConfig>,
     /// Route name → chains.
@@ -355,6 +366,11 @@ impl KernelConfig {
             if header.is_empty() || header.starts_with(':') {
                 errors.push("policy_kernel.route_header must be a regular header name".to_owned());
             }
+        }
+        if k.trust_forwarded_for > MAX_TRUSTED_HOPS {
+            errors.push(format!(
+                "policy_kernel.trust_forwarded_for must be at most {MAX_TRUSTED_HOPS}"
+            ));
         }
         if k.server.max_concurrent_streams == 0 {
             errors

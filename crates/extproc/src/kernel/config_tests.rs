@@ -14,6 +14,7 @@ fn structural_errors_are_all_reported() {
     let error = KernelConfig::from_yaml(
         r#"
 policy_kernel:
+  trust_forwarded_for: 99
   agents:
     - name: a
       socket_path: /tmp/a.sock
@@ -35,6 +36,7 @@ policy_kernel:
         "used twice",
         "names no configured agent",
         "on_failure",
+        "trust_forwarded_for",
     ] {
         assert!(error.contains(needle), "{needle} missing in {error}");
     }

@@ -2,7 +2,7 @@
 //! the agent call, and conversion of agent instructions into Envoy mutations.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -108,6 +108,8 @@ struct StreamState {
     pending_request: bool,
     response: Option<proto::ResponseContext>,
     pending_response: bool,
+    /// This request's entry in the request metrics, written when the stream ends.
+    tally: Option<Tally>,
 }
 
 impl Default for StreamState {
@@ -122,6 +124,7 @@ impl Default for StreamState {
             pending_request: false,
             response: None,
             pending_response: false,
+            tally: None,
         }
     }
 }
@@ -196,27 +199,44 @@ fn query_params(path: &str) -> HashMap<String, String> {
         .collect()
 }
 
-fn client_ip(attributes: &HashMap<String, Struct>, headers: &HashMap<String, String>) -> String {
-    if let Some(address) = attribute(attributes, SOURCE_ATTRIBUTE) {
-        return address
-            .parse::<SocketAddr>()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_else(|_| address.to_owned());
+/// The client address: Envoy's `source.address`, or with `trusted_hops` > 0 the address
+/// that many entries from the right of `X-Forwarded-For` (what the farthest trusted proxy
+/// saw), when the header has that many entries and that one is an address. Never the
+/// leftmost entry by default: a client writes that one itself.
+fn client_ip(
+    attributes: &HashMap<String, Struct>,
+    headers: &HashMap<String, String>,
+    trusted_hops: u32,
+) -> String {
+    let forwarded = (trusted_hops > 0)
+        .then(|| headers.get("x-forwarded-for"))
+        .flatten()
+        .and_then(|list| list.rsplit(',').nth(trusted_hops as usize - 1))
+        .and_then(|entry| ip_of(entry.trim()));
+    if let Some(ip) = forwarded {
+        return ip;
     }
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.split(',').next())
-        .map(|v| v.trim().to_owned())
+    attribute(attributes, SOURCE_ATTRIBUTE)
+        .map(|address| ip_of(address).unwrap_or_else(|| address.to_owned()))
         .unwrap_or_default()
+}
+
+/// The IP of `1.2.3.4`, `1.2.3.4:80`, `::1` or `[::1]:80`.
+fn ip_of(text: &str) -> Option<String> {
+    text.parse::<IpAddr>()
+        .or_else(|_| text.parse::<SocketAddr>().map(|a| a.ip()))
+        .ok()
+        .map(|ip| ip.to_string())
 }
 
 fn request_context(
     headers: &HttpHeaders,
     attributes: &HashMap<String, Struct>,
+    trusted_hops: u32,
 ) -> proto::RequestContext {
     let mut map = headers_of(headers);
     let path = map.remove(":path").unwrap_or_default();
-    let client_ip = client_ip(attributes, &map);
+    let client_ip = client_ip(attributes, &map, trusted_hops);
     proto::RequestContext {
         method: map.remove(":method").unwrap_or_default(),
         scheme: map.remove(":scheme").unwrap_or_default(),
@@ -459,7 +479,11 @@ enum Which {
 }
 
 impl StreamState {
-    async fn handle(&mut self, kernel: &Kernel, message: ProcessingRequest) -> ProcessingResponse {
+    async fn handle(
+        &mut self,
+        kernel: &Arc<Kernel>,
+        message: ProcessingRequest,
+    ) -> ProcessingResponse {
         use processing_request::Request as Q;
         let attributes = message.attributes;
         match message.request {
@@ -507,12 +531,16 @@ impl StreamState {
 
     async fn request_headers(
         &mut self,
-        kernel: &Kernel,
+        kernel: &Arc<Kernel>,
         headers: &HttpHeaders,
         attributes: &HashMap<String, Struct>,
     ) -> ProcessingResponse {
         let snapshot = kernel.snapshot();
-        self.request = request_context(headers, attributes);
+        self.request = request_context(
+            headers,
+            attributes,
+            snapshot.config.policy_kernel.trust_forwarded_for,
+        );
         let route_name = attribute(attributes, ROUTE_ATTRIBUTE)
             .map(str::to_owned)
             .or_else(|| {
@@ -541,14 +569,19 @@ impl StreamState {
         self.snapshot = Some(snapshot);
         let mode = Some(mode_for(plan.as_deref()));
         self.plan = plan;
+        self.tally = Some(Tally {
+            kernel: Arc::clone(kernel),
+            plan: self.plan.clone(),
+            status: None,
+            seconds: None,
+        });
         let Some(plan) = self.plan.clone() else {
-            kernel.count("none", "", "no_policy");
+            self.settle("no_policy", None);
             return wrap(Which::RequestHeaders, Answer::pass(), mode);
         };
         match &plan.request {
             None if plan.invalid.is_none() => {
-                plan.series
-                    .count(&kernel.metrics, &plan.name, &plan.agent, "no_policy");
+                self.settle("no_policy", None);
                 wrap(Which::RequestHeaders, Answer::pass(), mode)
             }
             Some(chain) if chain.needs_body && !headers.end_of_stream && plan.invalid.is_none() => {
@@ -602,10 +635,7 @@ impl StreamState {
             .await;
         span.record("decision", status);
         self.span.record("decision", status);
-        let series = &plan.series;
-        series.count(&kernel.metrics, &plan.name, &plan.agent, status);
-        let seconds = started.elapsed().as_secs_f64();
-        series.observe(&kernel.metrics, &plan.name, &plan.agent, seconds);
+        self.settle(status, Some(started.elapsed().as_secs_f64()));
         answer
     }
 
@@ -702,7 +732,7 @@ impl StreamState {
                     tracing::error!(request_id = %self.request_id, agent = %agent.name, error = %other, "agent unavailable");
                 }
                 if agent.fail_open {
-                    (Answer::pass(), "fail_open")
+                    (self.without_identity(&chain.identity_headers), "fail_open")
                 } else {
                     (
                         Answer::Reply(error_reply(
@@ -714,6 +744,68 @@ impl StreamState {
                     )
                 }
             }
+        }
+    }
+}
+
+/// One HTTP request in the request metrics: `policy_kernel_requests_total` once, with the
+/// status of the last phase that ran, and `policy_kernel_request_duration_seconds` with the
+/// time its phases took, when its ext_proc stream ends (the stream state is dropped, also
+/// when Envoy resets the stream).
+struct Tally {
+    kernel: Arc<Kernel>,
+    /// None: no route and no default policy.
+    plan: Option<Arc<RoutePlan>>,
+    /// None until a phase is decided (a request whose body never came is not counted).
+    status: Option<&'static str>,
+    /// Time of the phases that called (or tried to call) the agent.
+    seconds: Option<f64>,
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        let Some(status) = self.status else {
+            return;
+        };
+        let metrics = &self.kernel.metrics;
+        match &self.plan {
+            Some(plan) => {
+                plan.series.count(metrics, &plan.name, &plan.agent, status);
+                if let Some(seconds) = self.seconds {
+                    plan.series
+                        .observe(metrics, &plan.name, &plan.agent, seconds);
+                }
+            }
+            None => self.kernel.count("none", "", status),
+        }
+    }
+}
+
+impl StreamState {
+    /// Records the decision of a phase: the request counts with the last one.
+    fn settle(&mut self, status: &'static str, seconds: Option<f64>) {
+        if let Some(tally) = self.tally.as_mut() {
+            tally.status = Some(status);
+            if let Some(seconds) = seconds {
+                *tally.seconds.get_or_insert(0.0) += seconds;
+            }
+        }
+    }
+
+    /// Lets the request through without the agent: the identity headers its chain would
+    /// have removed are removed here (only a policy may set them). Response chains have none.
+    fn without_identity(&self, identity_headers: &[String]) -> Answer {
+        let remove_headers: Vec<String> = identity_headers
+            .iter()
+            .filter(|h| self.request.headers.contains_key(*h))
+            .cloned()
+            .collect();
+        Answer::Continue {
+            headers: (!remove_headers.is_empty()).then(|| HeaderMutation {
+                set_headers: Vec::new(),
+                remove_headers,
+            }),
+            body: None,
         }
     }
 }
@@ -853,15 +945,41 @@ mod tests {
         assert_eq!(params["x"], "1");
         assert_eq!(params["name"], "Jürgen K");
         assert_eq!(params["flag"], "");
-        let mut attrs = HashMap::new();
-        let mut s = Struct::default();
-        s.fields.insert(
-            SOURCE_ATTRIBUTE.into(),
-            envoy_types::pb::google::protobuf::Value {
-                kind: Some(Kind::StringValue("[::1]:4000".into())),
-            },
-        );
-        attrs.insert("envoy.filters.http.ext_proc".to_owned(), s);
-        assert_eq!(client_ip(&attrs, &HashMap::new()), "::1");
+        let source = |address: &str| {
+            let mut s = Struct::default();
+            s.fields.insert(
+                SOURCE_ATTRIBUTE.into(),
+                envoy_types::pb::google::protobuf::Value {
+                    kind: Some(Kind::StringValue(address.into())),
+                },
+            );
+            HashMap::from([("envoy.filters.http.ext_proc".to_owned(), s)])
+        };
+        let xff = |list: &str| HashMap::from([("x-forwarded-for".to_owned(), list.to_owned())]);
+        let none = HashMap::new();
+        let unknown_source = HashMap::new;
+        let chain = xff("6.6.6.6, 10.0.0.7, 10.0.0.8");
+        // (attributes, headers, trusted hops, client address)
+        let cases = [
+            (source("[::1]:4000"), &none, 0, "::1"),
+            (source("10.1.1.1:5000"), &chain, 0, "10.1.1.1"),
+            // Without a source address and no trusted hops: no address, never the leftmost.
+            (unknown_source(), &chain, 0, ""),
+            (source("10.1.1.1:5000"), &chain, 1, "10.0.0.8"),
+            (source("10.1.1.1:5000"), &chain, 2, "10.0.0.7"),
+            (unknown_source(), &chain, 3, "6.6.6.6"),
+            // Fewer entries than hops, or an entry that is no address: the source address.
+            (source("10.1.1.1:5000"), &chain, 4, "10.1.1.1"),
+            (source("10.1.1.1:5000"), &xff("x, not-an-ip"), 1, "10.1.1.1"),
+            (
+                unknown_source(),
+                &xff("[2001:db8::1]:443"),
+                1,
+                "2001:db8::1",
+            ),
+        ];
+        for (attrs, headers, hops, want) in cases {
+            assert_eq!(client_ip(&attrs, headers, hops), want, "{headers:?} {hops}");
+        }
     }
 }

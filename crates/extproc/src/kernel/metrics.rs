@@ -40,7 +40,7 @@ pub struct RouteSeries {
 }
 
 impl RouteSeries {
-    /// Counts one message of `route` (served by `agent`) with `status`.
+    /// Counts one request of `route` (served by `agent`) with `status`.
     pub fn count(&self, metrics: &KernelMetrics, route: &str, agent: &str, status: &str) {
         let labels = || RequestLabels {
             route: route.to_owned(),
@@ -55,7 +55,7 @@ impl RouteSeries {
         };
     }
 
-    /// Records the time one message of `route` took.
+    /// Records the time one request of `route` took in the kernel.
     pub fn observe(&self, metrics: &KernelMetrics, route: &str, agent: &str, seconds: f64) {
         self.duration
             .get_or_init(|| {
@@ -134,12 +134,12 @@ impl KernelMetrics {
         // prometheus-client appends `_total` to counters.
         registry.register(
             "policy_kernel_requests",
-            "ext_proc messages handled, by route, agent and outcome",
+            "HTTP requests handled (one ext_proc stream each), by route, agent and the outcome of their last phase",
             metrics.requests.clone(),
         );
         registry.register(
             "policy_kernel_request_duration_seconds",
-            "Time to answer one ext_proc message, agent call included",
+            "Time the kernel spent on one HTTP request's phases, agent calls included",
             metrics.duration.clone(),
         );
         registry.register(

@@ -10,6 +10,7 @@ use super::config::{ChainEntry, KernelConfig};
 use super::metrics::RouteSeries;
 use super::wire::encoded;
 use crate::agent::chain::Phase;
+use crate::agent::policies::Registry;
 use crate::proto;
 
 /// What the kernel knows about one policy of an agent.
@@ -66,10 +67,10 @@ impl PolicyCatalog {
     /// The policies compiled into this crate's agent (used by `--validate` and before an agent
     /// has answered).
     pub fn builtin() -> Self {
-        let registry = crate::agent::policies::Registry::builtin(&crate::agent::AgentConfig {
-            agent_core: crate::agent::config::AgentCore::default(),
-        })
-        .unwrap_or_default();
+        Self::of_registry(&builtin_registry())
+    }
+
+    fn of_registry(registry: &Registry) -> Self {
         let policies = registry
             .descriptors()
             .into_iter()
@@ -133,6 +134,32 @@ impl PolicyCatalog {
     }
 }
 
+/// The policies compiled into this crate's agent, with default agent settings (no keys).
+fn builtin_registry() -> Registry {
+    Registry::builtin(&crate::agent::AgentConfig {
+        agent_core: crate::agent::config::AgentCore::default(),
+    })
+    .unwrap_or_default()
+}
+
+/// The headers the chain's built-in policies write as identity
+/// ([`crate::agent::policies::CompiledPolicy::identity_headers`]). The agent removes them from
+/// the client's request; the kernel removes them itself when it lets a request through
+/// without the agent (`fail_open`).
+fn identity_headers(chain: &[ChainEntry], registry: &Registry) -> Arc<[String]> {
+    let mut headers: Vec<String> = chain
+        .iter()
+        .filter_map(|entry| {
+            let metadata = entry.metadata.clone().into_iter().collect();
+            registry.get(&entry.policy)?.compile(&metadata).ok()
+        })
+        .flat_map(|policy| policy.identity_headers().to_vec())
+        .collect();
+    headers.sort();
+    headers.dedup();
+    headers.into()
+}
+
 /// A chain ready to send: wire policies (metadata encoded once) and whether it needs the body.
 #[derive(Clone, Debug)]
 pub struct Chain {
@@ -140,6 +167,9 @@ pub struct Chain {
     pub policies: Arc<[Bytes]>,
     /// Ask Envoy to buffer the body of this phase.
     pub needs_body: bool,
+    /// Headers the chain's policies write as identity (request phase; see
+    /// [`identity_headers`]).
+    pub identity_headers: Arc<[String]>,
 }
 
 /// Everything the kernel needs for one route.
@@ -171,6 +201,7 @@ fn encode_chain(
     phase: Phase,
     chain: &[ChainEntry],
     catalog: &PolicyCatalog,
+    registry: &Registry,
 ) -> Option<Chain> {
     if chain.is_empty() {
         return None;
@@ -198,6 +229,10 @@ fn encode_chain(
     Some(Chain {
         policies,
         needs_body: catalog.needs_body(chain),
+        identity_headers: match phase {
+            Phase::Request => identity_headers(chain, registry),
+            Phase::Response => Arc::new([]),
+        },
     })
 }
 
@@ -206,7 +241,8 @@ impl RouteTable {
     /// agent that has not answered yet are not checked (and use the built-in catalog to decide
     /// on bodies) until it does.
     pub fn build(config: &KernelConfig, catalogs: &HashMap<String, Arc<PolicyCatalog>>) -> Self {
-        let builtin = PolicyCatalog::builtin();
+        let registry = builtin_registry();
+        let builtin = PolicyCatalog::of_registry(&registry);
         let plan = |name: &str,
                     agent: Option<&String>,
                     request: &[ChainEntry],
@@ -234,8 +270,8 @@ impl RouteTable {
             }
             Arc::new(RoutePlan {
                 name: name.to_owned(),
-                request: encode_chain(name, Phase::Request, request, catalog),
-                response: encode_chain(name, Phase::Response, response, catalog),
+                request: encode_chain(name, Phase::Request, request, catalog, &registry),
+                response: encode_chain(name, Phase::Response, response, catalog, &registry),
                 agent,
                 invalid,
                 series: RouteSeries::default(),

@@ -188,3 +188,58 @@ async fn a_hanging_jwks_server_does_not_stall_requests() {
     assert_eq!(server.hits(), 2, "the refetch was attempted");
     assert_eq!(status_for(&engine, &token(&k1, "k1")).await, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_timeout_ms_bounds_the_wait_for_policy_io() {
+    use extproc::agent::metrics::AgentMetrics;
+    use extproc::agent::{Agent, AgentConfig};
+    use extproc::proto;
+
+    let server = Jwks::default();
+    let (_, jwk1) = key("k1");
+    let (k2, _) = key("k2");
+    server.serve(&[&jwk1]);
+    let (addr, _stop) = server.start().await;
+    server.delay_ms.store(3000, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("keys.yaml"), "[]\n").unwrap();
+    let settings = settings(addr, 1, 600_000)
+        .replace("jwks_fetch_timeout_ms: 500", "jwks_fetch_timeout_ms: 3000");
+    let yaml = super::agent_yaml(dir.path(), &settings).replace(
+        "  observability:",
+        "  server: {request_timeout_ms: 100}\n  observability:",
+    );
+    let config = AgentConfig::from_yaml(&yaml).unwrap();
+    let metrics = AgentMetrics::new(&mut prometheus_client::registry::Registry::default());
+    let agent = Agent::new(&config, "v1".into(), metrics).unwrap();
+    let request = proto::PolicyRequest {
+        request_id: "r1".into(),
+        policies: vec![proto::Policy {
+            name: "jwtValidation".into(),
+            ..proto::Policy::default()
+        }],
+        context: Some(proto::RequestContext {
+            headers: [(
+                "authorization".into(),
+                format!("Bearer {}", token(&k2, "k2")),
+            )]
+            .into(),
+            ..proto::RequestContext::default()
+        }),
+        // The kernel would wait 4 s; the agent's own limit is 100 ms.
+        deadline_ms: 4000,
+        ..proto::PolicyRequest::default()
+    };
+    // Past min_refresh_interval_ms (1 ms), so the unknown kid triggers a refetch.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let started = std::time::Instant::now();
+    let answer = agent.execute(request).await;
+    let took = started.elapsed();
+    assert_eq!(server.hits(), 1, "the refetch was attempted");
+    // The refetch gets half of 100 ms, not half of 4 s; then the unknown key is refused.
+    assert!(took < Duration::from_millis(1000), "{took:?}");
+    assert_eq!(
+        answer.status.map(|s| s.code),
+        Some(proto::StatusCode::PolicyDenied as i32)
+    );
+}

@@ -171,6 +171,10 @@ struct CompiledApiKey {
 }
 
 impl CompiledPolicy for CompiledApiKey {
+    fn identity_headers(&self) -> &[String] {
+        std::slice::from_ref(&self.user_header)
+    }
+
     fn execute(&self, ctx: &Context) -> Result<Outcome, PolicyError> {
         let presented = ctx
             .headers
@@ -272,6 +276,16 @@ mod tests {
             key: "x-user-id".into(),
             value: "bob".into()
         }));
+    }
+
+    #[test]
+    fn user_header_is_declared_as_identity() {
+        assert_eq!(compiled(json!({})).identity_headers(), ["x-user-id"]);
+        assert_eq!(
+            compiled(json!({"user_id_header": "X-Principal", "required": false}))
+                .identity_headers(),
+            ["x-principal"]
+        );
     }
 
     #[test]

@@ -389,6 +389,11 @@ impl PolicyKind for JwtValidation {
                 Algorithm::EdDSA,
             ],
         };
+        let claims_to_headers: Vec<(String, String)> = meta
+            .claims_to_headers
+            .into_iter()
+            .map(|(claim, header)| (claim, header.to_ascii_lowercase()))
+            .collect();
         let audience = match meta.audience {
             Some(Audience::One(one)) => vec![one],
             Some(Audience::Many(many)) => many,
@@ -402,11 +407,8 @@ impl PolicyKind for JwtValidation {
             header: meta.header_name.to_ascii_lowercase(),
             required: meta.required,
             algorithms,
-            claims_to_headers: meta
-                .claims_to_headers
-                .into_iter()
-                .map(|(claim, header)| (claim, header.to_ascii_lowercase()))
-                .collect(),
+            identity_headers: claims_to_headers.iter().map(|(_, h)| h.clone()).collect(),
+            claims_to_headers,
         }))
     }
 }
@@ -420,6 +422,8 @@ struct CompiledJwt {
     required: bool,
     algorithms: Vec<Algorithm>,
     claims_to_headers: Vec<(String, String)>,
+    /// The header names of `claims_to_headers`.
+    identity_headers: Vec<String>,
 }
 
 fn unauthorized(message: &str) -> Outcome {
@@ -497,6 +501,10 @@ impl CompiledPolicy for CompiledJwt {
         Some(Box::pin(async move {
             let _ = fetch.await;
         }))
+    }
+
+    fn identity_headers(&self) -> &[String] {
+        &self.identity_headers
     }
 
     fn execute(&self, ctx: &Context) -> Result<Outcome, PolicyError> {

@@ -94,6 +94,15 @@ fn valid_token_is_allowed_and_exposes_claims() {
 }
 
 #[test]
+fn claims_to_headers_targets_are_identity_headers() {
+    let kind = kind_with(&[], None);
+    assert_eq!(policy(&kind).identity_headers(), ["x-subject"]);
+    let optional = json!({"required": false});
+    let plain = kind.compile(optional.as_object().unwrap()).unwrap();
+    assert!(plain.identity_headers().is_empty());
+}
+
+#[test]
 fn expired_token_is_rejected() {
     let (key, jwk) = generate_key("k1");
     let kind = kind_with(&[jwk], None);
