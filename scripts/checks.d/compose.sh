@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# deploy/compose/compose.yaml: parsed and checked for its structure
+# (scripts/checks.d/compose_check.py structure), then replayed without containers: the
+# seed, hub and collector commands of the file run as local processes against a fresh
+# PostgreSQL database (scripts/setup.d/postgres.sh's server), and the demo user's
+# dashboard must show the week of flows (compose_check.py replay). `docker compose config`
+# also runs when a docker CLI with the compose plugin is installed.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/policyhub-target}"
+PY=/usr/bin/python3
+COMPOSE=deploy/compose/compose.yaml
+ADMIN_URL="${POLICYHUB_TEST_POSTGRES_URL:-postgres://policyhub:policyhub@127.0.0.1:5432/policyhub_test}"
+DB=policyhub_compose_check
+URL="${ADMIN_URL%/*}/$DB"
+export PGOPTIONS="--client-min-messages=warning"
+
+"$PY" scripts/checks.d/compose_check.py structure "$COMPOSE" deploy/Dockerfile
+if docker compose version >/dev/null 2>&1; then
+  docker compose -f "$COMPOSE" config --quiet
+fi
+
+cargo build --quiet -p policyhub-cli -p policyhub-collector
+psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"; psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true' EXIT
+"$PY" scripts/checks.d/compose_check.py replay "$COMPOSE" \
+  "$CARGO_TARGET_DIR/debug/policyhub" "$CARGO_TARGET_DIR/debug/policyhub-collector" "$URL" "$work" 20000
