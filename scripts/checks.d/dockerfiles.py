@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""The conventions of deploy/Dockerfile's images (called by scripts/checks.d/images.sh).
+"""deploy/Dockerfile's images, without building them (called by scripts/checks.d/images.sh).
 
-    dockerfiles.py CARGO_METADATA_JSON DOCKERFILE IMAGE...
+    dockerfiles.py conventions CARGO_METADATA_JSON DOCKERFILE IMAGE...
+    dockerfiles.py run DOCKERFILE IMAGE BIN_DIR WORKDIR
 
+`conventions`:
 Builder stages start from `rust:${RUST_VERSION}-${DEBIAN_RELEASE}` and run
 `cargo build --locked --profile dist` for packages and binaries that exist in the
 workspace (cargo metadata); the `runtime` stage is `debian:${DEBIAN_RELEASE}-slim` with
@@ -10,15 +12,27 @@ the common OCI labels. Each IMAGE is a target stage built FROM runtime with its 
 and description labels, the numeric non-root `USER 10001:10001`, a RUN that starts each
 binary it copies (a missing shared library fails the build) and an exec-form ENTRYPOINT
 or CMD. Every COPY source exists in the repository, and the workspace defines the `dist`
-profile. Prints every problem and exits 1 when there is one.
+profile.
+
+`run`: starts IMAGE's entrypoint as the image would (its ENTRYPOINT, CMD and ENV), with
+the binaries of BIN_DIR (a local cargo build) standing in for /usr/local/bin and WORKDIR
+for the image's data directories, the listening address moved to a free local port; the
+image's smoke commands (`RUN /usr/local/bin/... --version`) run first. The entrypoint
+must answer GET /health/ready with 200 within 30 seconds.
+
+Prints every problem and exits 1 when there is one.
 """
 
 import json
 import os
 import re
 import shlex
+import socket
+import subprocess
 import sys
+import time
 import tomllib
+import urllib.request
 
 COMMON_LABELS = ("version", "revision", "created", "licenses", "source")
 IMAGE_LABELS = ("title", "description")
@@ -105,7 +119,62 @@ def check(path, images, bins):
     return problems
 
 
+def run_image(path, image, bin_dir, workdir):
+    """Problems found running `image`'s entrypoint from local binaries (see the module doc)."""
+    steps = stages(path).get(image)
+    if not steps:
+        return [f"{path}: no stage {image}"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def local(text):
+        text = text.replace("/usr/local/bin/", bin_dir.rstrip("/") + "/")
+        text = re.sub(r"0\.0\.0\.0:\d+", f"127.0.0.1:{port}", text)
+        return re.sub(r"/var/lib/[a-z-]+", workdir, text)
+
+    problems = []
+    for word, args in steps:
+        if word == "RUN" and args.startswith("/usr/local/bin/") and args.endswith("--version"):
+            done = subprocess.run(shlex.split(local(args)), capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                problems.append(f"{image}: `{args}` failed: {done.stderr.strip()}")
+    env = dict(os.environ)
+    command = []
+    for word, args in steps:
+        if word == "ENV":
+            env.update(dict(w.split("=", 1) for w in shlex.split(local(args))))
+        elif word in ("ENTRYPOINT", "CMD"):
+            command += [local(a) for a in json.loads(args)]
+    with open(os.path.join(workdir, f"{image}.log"), "w", encoding="utf-8") as log:
+        process = subprocess.Popen(command, env=env, cwd=workdir, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                with open(os.path.join(workdir, f"{image}.log"), encoding="utf-8") as log:
+                    problems.append(f"{image}: {command} never answered /health/ready: {log.read()[-2000:]}")
+                break
+            time.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return problems
+
+
 def main():
+    if sys.argv[1] == "run":
+        problems = run_image(*sys.argv[2:6])
+        for p in problems:
+            print(p, file=sys.stderr)
+        return 1 if problems else 0
+    del sys.argv[1]
     with open(sys.argv[1], encoding="utf-8") as f:
         metadata = json.load(f)
     bins = {

@@ -53,6 +53,11 @@ install_hadolint
 images=(policyhub policyhub-collector policy-engine)
 "$HADOLINT" --no-color --config deploy/hadolint.yaml deploy/Dockerfile
 cargo metadata --quiet --offline --no-deps --format-version 1 >"${TMPDIR:-/tmp}/policyhub-metadata.$$.json"
-trap 'rm -f "${TMPDIR:-/tmp}/policyhub-metadata.$$.json"' EXIT
-"$PY" scripts/checks.d/dockerfiles.py "${TMPDIR:-/tmp}/policyhub-metadata.$$.json" deploy/Dockerfile "${images[@]}"
-echo "images: deploy/Dockerfile passes hadolint and its ${#images[@]} images keep the shared conventions (not built here: no registry)"
+"$PY" scripts/checks.d/dockerfiles.py conventions "${TMPDIR:-/tmp}/policyhub-metadata.$$.json" deploy/Dockerfile "${images[@]}"
+# The hub image's entrypoint, environment and smoke command, run with a local build of the
+# binary: it must serve /health/ready on SQLite.
+cargo build --quiet -p policyhub-cli
+work="$(mktemp -d)"
+trap 'rm -rf "$work" "${TMPDIR:-/tmp}/policyhub-metadata.$$.json"' EXIT
+"$PY" scripts/checks.d/dockerfiles.py run deploy/Dockerfile policyhub "$CARGO_TARGET_DIR/debug" "$work"
+echo "images: deploy/Dockerfile passes hadolint, its ${#images[@]} images keep the shared conventions, the policyhub entrypoint serves /health/ready on SQLite (images not built here: no registry)"
