@@ -15,6 +15,10 @@ DB=policyhub_compose_check
 URL="${ADMIN_URL%/*}/$DB"
 export PGOPTIONS="--client-min-messages=warning"
 
+if ! "$PY" -c 'import yaml' 2>/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-yaml >/dev/null
+fi
 "$PY" scripts/checks.d/compose_check.py structure "$COMPOSE" deploy/Dockerfile
 if docker compose version >/dev/null 2>&1; then
   docker compose -f "$COMPOSE" config --quiet
