@@ -12,7 +12,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/policyhub-target}"
 PY=/usr/bin/python3
 COMPOSE=deploy/compose/compose.yaml
 ADMIN_URL="${POLICYHUB_TEST_POSTGRES_URL:-postgres://policyhub:policyhub@127.0.0.1:5432/policyhub_test}"
-DB=policyhub_compose_check
+DB="policyhub_compose_check_$$"   # one per run: runs side by side do not collide
 URL="${ADMIN_URL%/*}/$DB"
 export PGOPTIONS="--client-min-messages=warning"
 
