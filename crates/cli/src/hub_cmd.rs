@@ -208,12 +208,19 @@ fn write_export(dir: &Path, snapshot: &str, flows: &[u8], token: &str) -> anyhow
     };
     write("snapshot.yaml", snapshot.as_bytes())?;
     write("flows.jsonl", flows)?;
-    write("token", token.as_bytes())?;
+    // The token is readable by its owner only from the moment it exists.
+    let path = dir.join("token");
+    let _ = std::fs::remove_file(&path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.join("token"), std::fs::Permissions::from_mode(0o600))?;
-    }
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(
+        &mut options
+            .open(&path)
+            .with_context(|| format!("writing {}", path.display()))?,
+        token.as_bytes(),
+    )?;
     Ok(())
 }
 

@@ -205,6 +205,19 @@ fn demo_exports_a_replay_for_a_collector_and_seeds_a_database_once() {
     assert!(std::fs::read_to_string(first.join("token"))
         .unwrap()
         .starts_with("phc_"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(first.join("token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the token is readable by others: {mode:o}"
+        );
+    }
     // The snapshot is what a collector's --snapshot reads: the engine accepts it.
     let snapshot = first.join("snapshot.yaml");
     let o = policyhub(&["connectivity", "-f", &snapshot.to_string_lossy()]);
