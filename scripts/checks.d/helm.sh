@@ -217,9 +217,15 @@ renderings=()
 for v in "${hub_variants[@]}"; do cp "$work/hub/${v%%|*}.yaml" "$work/umbrella/"; done
 for v in "${hub_variants[@]}" "${umbrella_variants[@]}"; do renderings+=("${v%%|*}.yaml"); done
 "$PY" scripts/checks.d/hub_connectivity.py "$POLICYHUB" deploy/hub/tests/neighbours.yaml "$work/umbrella" "${renderings[@]}"
-render_variants "$HUB_CHART" policyhub opened "bundled-postgresql|--set postgresql.enabled=true --set-json networkPolicy.extraEgress=[{}]"
-if "$PY" scripts/checks.d/hub_connectivity.py "$POLICYHUB" deploy/hub/tests/neighbours.yaml "$work/opened" bundled-postgresql.yaml >/dev/null 2>&1; then
-  echo "hub_connectivity.py accepted a hub NetworkPolicy that allows every egress" >&2
-  exit 1
-fi
-echo "hub NetworkPolicy: an opened policy is caught"
+opened=(
+  "egress-open|--set postgresql.enabled=true --set-json networkPolicy.extraEgress=[{}]"
+  "ingress-open|--set postgresql.enabled=true --set-json networkPolicy.ingressFrom=[{\"namespaceSelector\":{}}]"
+)
+render_variants "$HUB_CHART" policyhub opened "${opened[@]}"
+for v in "${opened[@]}"; do
+  if "$PY" scripts/checks.d/hub_connectivity.py "$POLICYHUB" deploy/hub/tests/neighbours.yaml "$work/opened" "${v%%|*}.yaml" >/dev/null 2>&1; then
+    echo "hub_connectivity.py accepted a hub NetworkPolicy opened on purpose (${v%%|*})" >&2
+    exit 1
+  fi
+done
+echo "hub NetworkPolicy: policies opened on purpose (all egress, ingress from every pod) are caught"
