@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The collector's Helm chart (deploy/collector/chart) and its plain manifests
-# (deploy/collector/manifests.yaml): `helm lint`, `helm template` for the default values and
-# for each variant below, every rendering validated by scripts/checks.d/helm_validate.py
-# (every field and type against the Kubernetes client's models, kinds, capabilities,
-# mounts, RBAC, NODE_NAME, values referenced by templates exist),
-# and manifests.yaml compared with the default rendering so the two never drift.
+# The project's Helm charts: the collector (deploy/collector/chart), the hub
+# (deploy/hub/chart) and the umbrella that installs both (deploy/chart). For each:
+# `helm lint --strict`, `helm template` for several value sets (the umbrella's are the
+# `helm install` commands of README.md, so the README's blocks are what is checked),
+# values that must be refused, and every rendering validated by
+# scripts/checks.d/helm_validate.py (every field and type against the Kubernetes client's
+# models, labels, security contexts, probes, mounts, RBAC, Secrets, values referenced by
+# templates exist). The hub's NetworkPolicy is evaluated with our own `policyhub
+# connectivity` (scripts/checks.d/hub_connectivity.py; the binary is built here in debug)
+# on each hub rendering beside the neighbours in deploy/hub/tests/. The collector's
+# manifests.yaml is compared with its default rendering so the two never drift.
 #
 #   bash scripts/checks.d/helm.sh            # check (run by scripts/gates.sh)
 #   bash scripts/checks.d/helm.sh --update   # regenerate deploy/collector/manifests.yaml
@@ -22,7 +27,10 @@ LAYER_VERSION=2.2.2
 TOOLS="${POLICYHUB_TOOLS:-/var/tmp/policyhub-tools}"
 HELM="$TOOLS/helm-$HELM_VERSION/helm"
 PY=/usr/bin/python3
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/policyhub-target}"
 CHART=deploy/collector/chart
+HUB_CHART=deploy/hub/chart
+UMBRELLA=deploy/chart
 MANIFESTS=deploy/collector/manifests.yaml
 NAMESPACE=policyhub-system
 RELEASE=policyhub-collector
@@ -72,6 +80,48 @@ render() {
   "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "$@"
 }
 
+# Renders chart $1 as release $2 into $work/$3/, one file per variant "name|helm arguments".
+render_variants() {
+  local chart="$1" release="$2" dir="$work/$3" v
+  shift 3
+  mkdir -p "$dir"
+  for v in "$@"; do
+    set -f # the arguments are words, never globs
+    # shellcheck disable=SC2086
+    "$HELM" template "$release" "$chart" --namespace "$NAMESPACE" ${v#*|} >"$dir/${v%%|*}.yaml" 2>"$work/stderr" \
+      || { cat "$work/stderr" >&2; echo "helm template $chart ${v#*|} failed" >&2; exit 1; }
+    set +f
+  done
+}
+
+# Fails when chart $1 renders with any of the argument strings $2...
+must_fail() {
+  local chart="$1" bad
+  shift
+  for bad in "$@"; do
+    set -f
+    # shellcheck disable=SC2086
+    if "$HELM" template policyhub "$chart" --namespace "$NAMESPACE" $bad >/dev/null 2>&1; then
+      echo "helm template $chart $bad should fail" >&2
+      exit 1
+    fi
+    set +f
+  done
+}
+
+# The arguments of each `helm install policyhub deploy/chart` command in README.md, one
+# line each (continuation lines joined; --create-namespace and --wait dropped).
+readme_installs() {
+  "$PY" - README.md <<'EOF'
+import shlex, sys
+text = open(sys.argv[1], encoding="utf-8").read().replace("\\\n", " ")
+for line in text.splitlines():
+    if line.startswith("helm install policyhub deploy/chart "):
+        words = [w for w in shlex.split(line)[4:] if w not in ("--create-namespace", "--wait")]
+        print(" ".join(words))
+EOF
+}
+
 # The plain manifests: a header, then the default rendering.
 manifests() {
   cat <<EOF
@@ -99,44 +149,83 @@ fi
 
 lint() {
   local out
-  out="$("$HELM" lint --strict "$CHART" "$@" 2>&1)" || { echo "$out" >&2; exit 1; }
+  out="$("$HELM" lint --strict "$@" 2>&1)" || { echo "$out" >&2; exit 1; }
 }
 echo "helm lint"
-lint
-lint --set source=hubble --set hubble.address=https://hubble-relay.kube-system.svc:443 \
+lint "$CHART"
+lint "$CHART" --set source=hubble --set hubble.address=https://hubble-relay.kube-system.svc:443 \
   --set hubble.tls.existingSecret=hubble-relay-client-certs
+lint "$HUB_CHART" --set postgresql.enabled=true
+lint "$HUB_CHART" --set database.existingSecret=policyhub-db --set ingress.enabled=true
+lint "$UMBRELLA" --set hub.postgresql.enabled=true
 
-# name | helm arguments (the validator knows what each variant must contain)
-variants=(
+# --- the collector: name | helm arguments (the validator knows what each must contain)
+collector_variants=(
   "default|"
   "token|--set hub.token=phc_example --set hub.existingSecret="
   "hubble-socket|--set source=hubble"
   "hubble-relay-mtls|--set source=hubble --set hubble.address=https://hubble-relay.kube-system.svc:443 --set hubble.tls.existingSecret=hubble-relay-client-certs --set hubble.tls.clientCert=true --set hubble.tls.serverName=*.hubble-relay.cilium.io"
   "extras|--set spool.hostPath=false --set ebpf.bpffs.enabled=true --set ebpf.tracefs.enabled=false --set metrics.serviceMonitor.enabled=true --set priorityClassName=system-node-critical"
 )
-for v in "${variants[@]}"; do
-  name="${v%%|*}"
-  set -f # the arguments are words, never globs
-  # shellcheck disable=SC2086
-  render ${v#*|} >"$work/$name.yaml"
-  set +f
-done
-
-# Values that must make the chart fail.
-for bad in "--set source=kprobe" "--set hub.url=" "--set hub.existingSecret=" \
-  "--set source=hubble --set hubble.tls.existingSecret=x"; do
-  # shellcheck disable=SC2086
-  if render $bad >/dev/null 2>&1; then
-    echo "helm template $bad should fail" >&2
-    exit 1
-  fi
-done
-
-"$PY" scripts/checks.d/helm_validate.py "$CHART" "$work"
+render_variants "$CHART" "$RELEASE" collector "${collector_variants[@]}"
+must_fail "$CHART" "--set source=kprobe" "--set hub.url=" "--set hub.existingSecret=" \
+  "--set source=hubble --set hubble.tls.existingSecret=x"
+"$PY" scripts/checks.d/helm_validate.py "$CHART" "$work/collector"
 
 if ! manifests | diff -u "$MANIFESTS" - >"$work/drift.diff"; then
   head -n 60 "$work/drift.diff" >&2
   echo "$MANIFESTS differs from the chart's default rendering: run bash scripts/checks.d/helm.sh --update" >&2
   exit 1
 fi
-echo "collector chart: lint, ${#variants[@]} renderings validated, manifests.yaml up to date"
+echo "collector chart: lint, ${#collector_variants[@]} renderings validated, manifests.yaml up to date"
+
+# --- the hub
+db_peer='[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"db"}},"podSelector":{"matchLabels":{"app":"postgres"}}}]'
+hub_variants=(
+  "bundled-postgresql|--set postgresql.enabled=true"
+  "existing-secret|--set database.existingSecret=policyhub-db --set-json networkPolicy.databaseTo=$db_peer"
+  "url-ingress-tls|--set database.url=postgres://policyhub:example@db.example.internal:5432/policyhub --set replicaCount=3 --set ingress.enabled=true --set ingress.className=nginx --set ingress.tls[0].secretName=policyhub-tls --set ingress.tls[0].hosts[0]=policyhub.example.internal --set metrics.serviceMonitor.enabled=true"
+  "migrate-job|--set database.existingSecret=policyhub-db --set database.existingSecretKey=dsn --set migrations.mode=job --set replicaCount=1"
+)
+render_variants "$HUB_CHART" policyhub hub "${hub_variants[@]}"
+must_fail "$HUB_CHART" "" "--set postgresql.enabled=true --set database.existingSecret=x" \
+  "--set database.url=sqlite://hub.db" "--set postgresql.enabled=true --set migrations.mode=job" \
+  "--set database.existingSecret=x --set migrations.mode=hook" "--set database.existingSecret=x --set replicaCount=0"
+"$PY" scripts/checks.d/helm_validate.py "$HUB_CHART" "$work/hub"
+
+# --- the umbrella: README.md's `helm install` commands (evaluation, then production), and
+# the hub alone.
+mapfile -t readme_args < <(readme_installs)
+if [ "${#readme_args[@]}" -ne 2 ]; then
+  echo "README.md should hold two 'helm install policyhub deploy/chart' commands, found ${#readme_args[@]}" >&2
+  exit 1
+fi
+umbrella_variants=(
+  "readme-evaluation|${readme_args[0]}"
+  "readme-production|${readme_args[1]}"
+  "hub-only|--set collector.enabled=false --set hub.database.existingSecret=policyhub-db"
+)
+render_variants "$UMBRELLA" policyhub umbrella "${umbrella_variants[@]}"
+"$PY" scripts/checks.d/helm_validate.py "$UMBRELLA" "$work/umbrella"
+echo "hub and umbrella charts: lint, $((${#hub_variants[@]} + ${#umbrella_variants[@]})) renderings validated"
+
+# --- the hub's NetworkPolicy, evaluated by policyhub connectivity on every hub rendering;
+# a policy opened on purpose must fail the same check.
+cargo build --quiet -p policyhub-cli
+POLICYHUB="${CARGO_TARGET_DIR:-/var/tmp/policyhub-target}/debug/policyhub"
+renderings=()
+for v in "${hub_variants[@]}"; do cp "$work/hub/${v%%|*}.yaml" "$work/umbrella/"; done
+for v in "${hub_variants[@]}" "${umbrella_variants[@]}"; do renderings+=("${v%%|*}.yaml"); done
+"$PY" scripts/checks.d/hub_connectivity.py "$POLICYHUB" deploy/hub/tests/neighbours.yaml "$work/umbrella" "${renderings[@]}"
+opened=(
+  "egress-open|--set postgresql.enabled=true --set-json networkPolicy.extraEgress=[{}]"
+  "ingress-open|--set postgresql.enabled=true --set-json networkPolicy.ingressFrom=[{\"namespaceSelector\":{}}]"
+)
+render_variants "$HUB_CHART" policyhub opened "${opened[@]}"
+for v in "${opened[@]}"; do
+  if "$PY" scripts/checks.d/hub_connectivity.py "$POLICYHUB" deploy/hub/tests/neighbours.yaml "$work/opened" "${v%%|*}.yaml" >/dev/null 2>&1; then
+    echo "hub_connectivity.py accepted a hub NetworkPolicy opened on purpose (${v%%|*})" >&2
+    exit 1
+  fi
+done
+echo "hub NetworkPolicy: policies opened on purpose (all egress, ingress from every pod) are caught"

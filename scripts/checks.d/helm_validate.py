@@ -1,14 +1,21 @@
 #!/usr/bin/python3
-"""Validates the collector chart's renderings (called by scripts/checks.d/helm.sh).
+"""Validates the renderings of one of the project's charts (called by scripts/checks.d/helm.sh).
 
     helm_validate.py CHART_DIR RENDER_DIR
 
-RENDER_DIR holds one `helm template` output per variant (default.yaml, token.yaml,
-hubble-socket.yaml, hubble-relay-mtls.yaml, extras.yaml). Checks the kinds, the DaemonSet's
-security context, capabilities, mounts, env and probes, the exact RBAC rules, and that
-every `.Values.x.y` a template references exists in values.yaml. Prints every problem and
-exits 1 when there is one. Needs PyYAML and the Kubernetes client (python3-kubernetes)
-for its models (no cluster is contacted).
+CHART_DIR is deploy/collector/chart, deploy/hub/chart or the umbrella deploy/chart (told
+apart by the name in Chart.yaml). RENDER_DIR holds one `helm template` output per variant,
+named as in that chart's VARIANTS below. Every object is checked against the Kubernetes
+client's model of its kind (fields and types), with the common labels and namespace; then
+each chart's own rules: for the collector the DaemonSet's security context, capabilities,
+mounts, env and probes and the exact RBAC rules; for the hub the Deployment's restricted
+security context, probes, the database URL from a Secret, the migration step, the Service,
+PodDisruptionBudget, Ingress, NetworkPolicy and the evaluation-only PostgreSQL; the
+umbrella's renderings are split by `app.kubernetes.io/name` and each part checked by its
+chart's rules. Every `.Values.x.y` a template references must exist in values.yaml (for
+the umbrella: in each subchart's). Prints every problem and exits 1 when there is one.
+Needs PyYAML and the Kubernetes client (python3-kubernetes) for its models (no cluster is
+contacted).
 """
 
 import os
@@ -25,6 +32,12 @@ EBPF_CAPS = {"BPF", "PERFMON", "NET_ADMIN", "SYS_RESOURCE"}
 # have no model and are checked by hand.
 MODELS = {
     ("apps/v1", "DaemonSet"): "V1DaemonSet",
+    ("apps/v1", "Deployment"): "V1Deployment",
+    ("apps/v1", "StatefulSet"): "V1StatefulSet",
+    ("batch/v1", "Job"): "V1Job",
+    ("networking.k8s.io/v1", "Ingress"): "V1Ingress",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy",
+    ("policy/v1", "PodDisruptionBudget"): "V1PodDisruptionBudget",
     ("v1", "ServiceAccount"): "V1ServiceAccount",
     ("v1", "Service"): "V1Service",
     ("v1", "Secret"): "V1Secret",
@@ -122,6 +135,7 @@ def check_schema(value, typ, where, path):
 
 
 def check_common(name, docs):
+    """Every object: known kind, valid against its model, the common labels, the namespace."""
     for d in docs:
         meta = d.get("metadata", {})
         where = f"{name}: {d.get('kind')}/{meta.get('name')}"
@@ -207,15 +221,8 @@ def check_daemonset(name, ds, source, expect):
     for flag in ("--flush-interval=", "--spool-max=", "--drain=", "--log-format="):
         check(any(a.startswith(flag) for a in args), where, f"argument {flag} missing")
 
-    port = next((p for p in c.get("ports", []) if p.get("name") == "metrics"), None)
-    check(port and port.get("containerPort") == 9464, where, "metrics port 9464 missing")
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
-        get = c.get(probe, {}).get("httpGet", {})
-        check(get.get("path") == path and get.get("port") in ("metrics", 9464), where, f"{probe} is not GET {path} on the metrics port")
-
-    limits = c.get("resources", {}).get("limits", {})
-    check(0 < cpu_cores(limits.get("cpu")) <= 1, where, "no CPU limit of at most one core")
-    check(limits.get("memory"), where, "no memory limit")
+    check_port_probes(c, where, "metrics", 9464, "/healthz", "/readyz")
+    check_limits(c, where, max_cores=1)
 
     sc = c.get("securityContext", {})
     check(sc.get("privileged") is False, where, "privileged is not false")
@@ -252,6 +259,46 @@ def check_daemonset(name, ds, source, expect):
         check(m["name"] in volumes, where, f"mount {m['name']} has no volume")
 
 
+def check_port_probes(c, where, port_name, port, live, ready):
+    """Container `c` declares `port_name` = `port` and probes GET `live` and `ready` on it."""
+    declared = next((p for p in c.get("ports", []) if p.get("name") == port_name), None)
+    check(declared and declared.get("containerPort") == port, where, f"port {port_name} ({port}) missing")
+    for probe, path in (("livenessProbe", live), ("readinessProbe", ready)):
+        get = c.get(probe, {}).get("httpGet", {})
+        check(
+            get.get("path") == path and get.get("port") in (port_name, port),
+            where,
+            f"{probe} is not GET {path} on the {port_name} port",
+        )
+
+
+def check_limits(c, where, max_cores):
+    limits = c.get("resources", {}).get("limits", {})
+    check(0 < cpu_cores(limits.get("cpu")) <= max_cores, where, f"no CPU limit of at most {max_cores} cores")
+    check(limits.get("memory"), where, "no memory limit")
+
+
+def check_restricted(pod, c, where, claims=()):
+    """The Pod Security "restricted" profile: non-root, no privilege escalation, every
+    capability dropped, RuntimeDefault seccomp; plus a read-only root filesystem."""
+    psc, sc = pod.get("securityContext", {}), c.get("securityContext", {})
+    check(sc.get("runAsNonRoot") is True or psc.get("runAsNonRoot") is True, where, "runAsNonRoot is not true")
+    uid = sc.get("runAsUser", psc.get("runAsUser"))
+    check(isinstance(uid, int) and uid > 0, where, f"runAsUser {uid!r} is not a non-root uid")
+    check(sc.get("allowPrivilegeEscalation") is False, where, "allowPrivilegeEscalation is not false")
+    check(sc.get("readOnlyRootFilesystem") is True, where, "readOnlyRootFilesystem is not true")
+    check(not sc.get("privileged"), where, "privileged")
+    caps = sc.get("capabilities", {})
+    check(caps.get("drop") == ["ALL"] and not caps.get("add"), where, "capabilities do not drop ALL (or add some)")
+    seccomp = sc.get("seccompProfile", psc.get("seccompProfile", {}))
+    check(seccomp.get("type") == "RuntimeDefault", where, "seccompProfile is not RuntimeDefault")
+    check(not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC"), where, "host namespaces used")
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    check(not any("hostPath" in v for v in volumes.values()), where, "hostPath volume")
+    for m in c.get("volumeMounts", []):
+        check(m["name"] in volumes or m["name"] in claims, where, f"mount {m['name']} has no volume")
+
+
 def cpu_cores(quantity):
     """A CPU quantity (`1`, `500m`, `0.5`) in cores; 0 when absent or unreadable."""
     q = str(quantity or "")
@@ -261,11 +308,8 @@ def cpu_cores(quantity):
         return 0
 
 
-def check_render(path, variant):
-    name = os.path.basename(path)
-    docs = load(path)
+def check_collector(name, docs, variant):
     kinds = by_kind(docs)
-    check_common(name, docs)
     expected = {"DaemonSet", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service"}
     expected |= set(variant.get("extra_kinds", ()))
     check(set(kinds) == expected, name, f"kinds {sorted(kinds)} are not {sorted(expected)}")
@@ -283,7 +327,7 @@ def check_render(path, variant):
     check_daemonset(name, ds, variant["source"], variant)
 
 
-VARIANTS = {
+COLLECTOR_VARIANTS = {
     "default.yaml": {"source": "ebpf", "token_secret": "policyhub-collector-token", "spool_host": True},
     "token.yaml": {
         "source": "ebpf",
@@ -306,6 +350,160 @@ VARIANTS = {
         "tracefs": False,
         "extra_kinds": ["ServiceMonitor"],
     },
+}
+
+
+def pod_of(workload):
+    return workload.get("spec", {}).get("template", {}).get("spec", {})
+
+
+def check_hub(name, docs, variant):
+    kinds = by_kind(docs)
+    expected = {"Deployment", "Service", "ServiceAccount", "NetworkPolicy"}
+    if variant.get("replicas", 2) > 1:
+        expected.add("PodDisruptionBudget")
+    if variant.get("postgresql"):
+        expected.add("StatefulSet")
+    if variant.get("postgresql") or variant.get("url"):
+        expected.add("Secret")
+    expected |= set(variant.get("extra_kinds", ()))
+    check(set(kinds) == expected, name, f"hub kinds {sorted(kinds)} are not {sorted(expected)}")
+    where = f"{name}: hub Deployment"
+    deploy = next((d for d in kinds.get("Deployment", [])), {})
+    spec = deploy.get("spec", {})
+    pod = pod_of(deploy)
+    labels = spec.get("template", {}).get("metadata", {}).get("labels", {})
+    selector = spec.get("selector", {}).get("matchLabels", {})
+    check(selector and all(labels.get(k) == v for k, v in selector.items()), where, "selector does not match the pod labels")
+    check(spec.get("replicas") == variant.get("replicas", 2), where, f"replicas {spec.get('replicas')} is not {variant.get('replicas', 2)}")
+    check(pod.get("automountServiceAccountToken") is False, where, "the service account token is mounted (the hub never calls the API)")
+    containers = pod.get("containers", [])
+    if not check(len(containers) == 1, where, "expected one container"):
+        return
+    hub = containers[0]
+    check(hub.get("args") == ["serve"], where, "the container does not run `policyhub serve`")
+    check_port_probes(hub, where, "http", 8080, "/health/live", "/health/ready")
+    check_limits(hub, where, max_cores=4)
+    check_restricted(pod, hub, where)
+    env = env_of(hub)
+    check(env.get("POLICYHUB_LISTEN", {}).get("value") == "0.0.0.0:8080", where, "POLICYHUB_LISTEN is not 0.0.0.0:8080")
+    secret_name = variant.get("secret", "policyhub-database")
+    check_database_env(env, where, secret_name, variant.get("secret_key", "url"))
+    init = pod.get("initContainers", [])
+    job = kinds.get("Job", [])
+    if variant.get("migrations") == "job":
+        check(not init, where, "an init container migrates though migrations.mode is job")
+        if check(len(job) == 1, name, "no migration Job"):
+            check_migrate_job(name, job[0], secret_name, variant.get("secret_key", "url"))
+    elif check(len(init) == 1 and init[0].get("args") == ["migrate"], where, "no `policyhub migrate` init container"):
+        check_restricted(pod, init[0], f"{where} (init)")
+        check_database_env(env_of(init[0]), f"{where} (init)", secret_name, variant.get("secret_key", "url"))
+    svc = next((s for s in kinds.get("Service", []) if s["spec"].get("selector") == selector), None)
+    if check(svc, name, "no Service selects the hub pods"):
+        check([(p.get("port"), p.get("targetPort")) for p in svc["spec"].get("ports", [])] == [(8080, "http")], name, "the hub Service is not 8080 → http")
+    for pdb in kinds.get("PodDisruptionBudget", []):
+        check(pdb["spec"].get("selector", {}).get("matchLabels") == selector, name, "the PodDisruptionBudget does not select the hub pods")
+        check(pdb["spec"].get("minAvailable") == 1, name, "the PodDisruptionBudget does not keep one hub pod")
+    for ing in kinds.get("Ingress", []):
+        backends = [
+            p["backend"]["service"]
+            for r in ing["spec"].get("rules", [])
+            for p in r.get("http", {}).get("paths", [])
+        ]
+        check(backends and all(b == {"name": svc["metadata"]["name"], "port": {"name": "http"}} for b in backends), name, "an Ingress path does not lead to the hub Service")
+        if variant.get("tls"):
+            hosts = {r["host"] for r in ing["spec"]["rules"]}
+            tls_hosts = {h for t in ing["spec"].get("tls", []) for h in t.get("hosts", [])}
+            check(hosts <= tls_hosts and all(t.get("secretName") for t in ing["spec"]["tls"]), name, "Ingress hosts without TLS")
+    policies = {p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/component"): p for p in kinds.get("NetworkPolicy", [])}
+    np = policies.get("hub")
+    if check(np and np["spec"]["podSelector"]["matchLabels"] == selector, name, "no NetworkPolicy selects the hub pods"):
+        check(sorted(np["spec"].get("policyTypes", [])) == ["Egress", "Ingress"], name, "the hub NetworkPolicy does not isolate both directions")
+    for secret in kinds.get("Secret", []):
+        keys = {"url", "password"} if variant.get("postgresql") else {"url"}
+        check(set(secret.get("data", {})) == keys, name, f"the database Secret does not hold exactly {sorted(keys)}")
+        check(secret["metadata"]["name"] == secret_name, name, "the database Secret is not the one the pods read")
+    if variant.get("postgresql"):
+        check_postgresql(name, kinds, selector, secret_name)
+
+
+def check_database_env(env, where, secret_name, key):
+    """The database URL comes from the Secret, never as a plain value."""
+    ref = env.get("POLICYHUB_DATABASE_URL", {}).get("valueFrom", {}).get("secretKeyRef", {})
+    check(ref == {"name": secret_name, "key": key}, where, f"POLICYHUB_DATABASE_URL is not read from the Secret {secret_name} (key {key})")
+    for var, e in env.items():
+        check(not str(e.get("value", "")).startswith("postgres"), where, f"{var} holds a database URL in plain text")
+
+
+def check_migrate_job(name, job, secret_name, key):
+    where = f"{name}: migration Job"
+    hooks = set(job["metadata"].get("annotations", {}).get("helm.sh/hook", "").split(","))
+    check(hooks == {"pre-install", "pre-upgrade"}, where, "not a pre-install, pre-upgrade hook")
+    pod = pod_of(job)
+    check(pod.get("restartPolicy") == "Never", where, "restartPolicy is not Never")
+    c = pod.get("containers", [{}])[0]
+    check(c.get("args") == ["migrate"], where, "does not run `policyhub migrate`")
+    check_restricted(pod, c, where)
+    check_database_env(env_of(c), where, secret_name, key)
+
+
+def check_postgresql(name, kinds, hub_selector, secret_name):
+    where = f"{name}: PostgreSQL StatefulSet"
+    sts = next(iter(kinds.get("StatefulSet", [])), {})
+    check(sts["metadata"].get("annotations", {}).get("policyhub.io/evaluation-only") == "true", where, "not marked evaluation-only")
+    check(sts["spec"].get("replicas") == 1, where, "more than one instance")
+    pod = pod_of(sts)
+    c = pod.get("containers", [{}])[0]
+    claims = [t["metadata"]["name"] for t in sts["spec"].get("volumeClaimTemplates", [])]
+    check_restricted(pod, c, where, claims)
+    env = env_of(c)
+    ref = env.get("POSTGRES_PASSWORD", {}).get("valueFrom", {}).get("secretKeyRef", {})
+    check(ref == {"name": secret_name, "key": "password"}, where, "POSTGRES_PASSWORD is not read from the database Secret")
+    selector = sts["spec"]["selector"]["matchLabels"]
+    svc = [s for s in kinds.get("Service", []) if s["spec"].get("selector") == selector]
+    check(len(svc) == 1 and svc[0]["spec"]["ports"][0]["port"] == 5432, where, "no Service on 5432")
+    policies = [p for p in kinds.get("NetworkPolicy", []) if p["spec"]["podSelector"].get("matchLabels") == selector]
+    if check(len(policies) == 1, where, "no NetworkPolicy isolates PostgreSQL"):
+        peers = [f for r in policies[0]["spec"].get("ingress", []) for f in r.get("from", [])]
+        check(peers == [{"podSelector": {"matchLabels": hub_selector}}], where, "PostgreSQL accepts more than the hub pods")
+
+
+def check_umbrella(name, docs, variant):
+    """The umbrella's rendering: each subchart's objects checked by that chart's rules."""
+    parts = {}
+    for d in docs:
+        parts.setdefault(d.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/name"), []).append(d)
+    check(set(parts) <= {"policyhub-hub", "policyhub-collector"}, name, f"objects of unknown charts: {sorted(set(parts) - {'policyhub-hub', 'policyhub-collector'}, key=str)}")
+    for part, check_part in (("policyhub-hub", check_hub), ("policyhub-collector", check_collector)):
+        key = part.split("-")[1]
+        if variant.get(key) is None:
+            check(part not in parts, name, f"{part} objects though it is disabled")
+        elif check(part in parts, name, f"no {part} objects"):
+            check_part(f"{name} ({key})", parts[part], variant[key])
+
+
+HUB_VARIANTS = {
+    "bundled-postgresql.yaml": {"postgresql": True},
+    "existing-secret.yaml": {"secret": "policyhub-db", "secret_key": "url"},
+    "url-ingress-tls.yaml": {"url": True, "replicas": 3, "tls": True, "extra_kinds": ["Ingress", "ServiceMonitor"]},
+    "migrate-job.yaml": {"secret": "policyhub-db", "secret_key": "dsn", "migrations": "job", "replicas": 1, "extra_kinds": ["Job"]},
+}
+
+# The first two are README.md's `helm install` commands.
+UMBRELLA_VARIANTS = {
+    "readme-evaluation.yaml": {"hub": {"postgresql": True}, "collector": COLLECTOR_VARIANTS["default.yaml"]},
+    "readme-production.yaml": {
+        "hub": {"secret": "policyhub-database", "replicas": 3, "tls": True, "extra_kinds": ["Ingress"]},
+        "collector": COLLECTOR_VARIANTS["default.yaml"],
+    },
+    "hub-only.yaml": {"hub": {"secret": "policyhub-db", "secret_key": "url"}},
+}
+
+# Chart name → (variants, the check of one rendering, subcharts whose values are checked).
+CHARTS = {
+    "policyhub-collector": (COLLECTOR_VARIANTS, check_collector, None),
+    "policyhub-hub": (HUB_VARIANTS, check_hub, None),
+    "policyhub": (UMBRELLA_VARIANTS, check_umbrella, ("charts/hub", "charts/collector")),
 }
 
 
@@ -351,15 +549,21 @@ def check_values(chart):
 
 def main():
     chart, render_dir = sys.argv[1], sys.argv[2]
-    check_values(chart)
-    for fname, variant in VARIANTS.items():
+    with open(os.path.join(chart, "Chart.yaml"), encoding="utf-8") as f:
+        chart_name = yaml.safe_load(f)["name"]
+    variants, check_render, subcharts = CHARTS[chart_name]
+    for values_dir in [os.path.join(chart, s) for s in subcharts] if subcharts else [chart]:
+        check_values(values_dir)
+    for fname, variant in variants.items():
         path = os.path.join(render_dir, fname)
         if check(os.path.exists(path), fname, "rendering missing"):
-            check_render(path, variant)
+            docs = load(path)
+            check_common(fname, docs)
+            check_render(fname, docs, variant)
     for p in PROBLEMS:
         print(p, file=sys.stderr)
     if PROBLEMS:
-        print(f"collector chart: {len(PROBLEMS)} problem(s)", file=sys.stderr)
+        print(f"{chart_name} chart: {len(PROBLEMS)} problem(s)", file=sys.stderr)
         return 1
     return 0
 

@@ -28,6 +28,8 @@ enum Command {
     Connectivity(netpol_cmd::ConnectivityArgs),
     /// Run the hub: multi-tenant API, collector ingestion, validation data.
     Serve(hub_cmd::ServeArgs),
+    /// Apply the hub's pending database migrations and exit (before `serve` in a rollout).
+    Migrate(hub_cmd::MigrateArgs),
     /// The hub with a week of validation data for the bundled 30-service deployment.
     Demo(hub_cmd::DemoArgs),
     /// Tier segmentation from a service communication matrix.
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Conformance(ConformanceCommand::Netpol(args)) => netpol_cmd::conformance(args),
         Command::Segment(cmd) => segment_cmd::run(cmd),
         Command::Serve(args) => hub_cmd::serve(args),
+        Command::Migrate(args) => hub_cmd::migrate(args),
         Command::Demo(args) => hub_cmd::demo(args),
         Command::Conformance(ConformanceCommand::Kyverno(args)) => kyverno_cmd::conformance(args),
         Command::Kyverno(cmd) => kyverno_cmd::run(cmd),

@@ -221,3 +221,76 @@ fn kyverno_test_never_counts_what_it_did_not_evaluate() {
         Some("0 passed, 0 failed, 2 unsupported (allowed)")
     );
 }
+
+#[test]
+fn migrate_applies_the_schema_once_and_again_finds_nothing_to_do() {
+    let dir = std::env::temp_dir().join(format!("policyhub-migrate-{}", std::process::id()));
+    for _ in 0..2 {
+        let o = policyhub(&["migrate", "--data-dir", &dir.to_string_lossy()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(stdout(&o).trim(), "database schema up to date (Sqlite)");
+    }
+    assert!(dir.join("hub.db").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn demo_exports_a_replay_for_a_collector_and_seeds_a_database_once() {
+    let dir = std::env::temp_dir().join(format!("policyhub-export-{}", std::process::id()));
+    let url = format!("sqlite://{}", dir.join("hub.db").display());
+    let export = |to: &str| {
+        let out = dir.join(to);
+        let o = policyhub(&[
+            "demo",
+            "--no-serve",
+            "--flows",
+            "2000",
+            "--database-url",
+            &url,
+            "--export",
+            &out.to_string_lossy(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    let first = export("first");
+    let flows = std::fs::read_to_string(first.join("flows.jsonl")).unwrap();
+    assert!(
+        flows.lines().count() >= 2000,
+        "{} lines",
+        flows.lines().count()
+    );
+    assert!(std::fs::read_to_string(first.join("token"))
+        .unwrap()
+        .starts_with("phc_"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(first.join("token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the token is readable by others: {mode:o}"
+        );
+    }
+    // The snapshot is what a collector's --snapshot reads: the engine accepts it.
+    let snapshot = first.join("snapshot.yaml");
+    let o = policyhub(&["connectivity", "-f", &snapshot.to_string_lossy()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("default/"), "{}", stdout(&o));
+    // Seeded before: a new token, no flows to replay again.
+    let second = export("second");
+    assert_eq!(
+        std::fs::metadata(second.join("flows.jsonl")).unwrap().len(),
+        0
+    );
+    assert_ne!(
+        std::fs::read(first.join("token")).unwrap(),
+        std::fs::read(second.join("token")).unwrap()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,7 +7,9 @@ The chart name, overridable with nameOverride.
 
 {{/*
 The full name of the release's resources: fullnameOverride, else the release name
-(plus the chart name when the release name does not contain it), at most 63 characters.
+(plus the chart name when the release name does not contain it; the chart name alone when
+it already starts with the release name, as in the umbrella chart's release `policyhub`),
+at most 63 characters.
 */}}
 {{- define "collector.fullname" -}}
 {{- if .Values.fullnameOverride }}
@@ -16,6 +18,8 @@ The full name of the release's resources: fullnameOverride, else the release nam
 {{- $name := default .Chart.Name .Values.nameOverride }}
 {{- if contains $name .Release.Name }}
 {{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else if hasPrefix (printf "%s-" .Release.Name) $name }}
+{{- $name | trunc 63 | trimSuffix "-" }}
 {{- else }}
 {{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
 {{- end }}
