@@ -1,0 +1,386 @@
+//! `COVERAGE_GAP`: workloads that receive traffic no ingress policy governs get a policy
+//! allowing exactly their observed peers and ports; a namespace whose workloads are then all
+//! covered gets a default deny.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use flow::graph::{Edge, Graph};
+use netpol::model::{WorkloadRef, NAMESPACE_NAME_LABEL};
+use netpol::policy::Entity;
+use netpol::{AllowLocalhost, Endpoint, Engine, Protocol, Verdict};
+use serde_json::{json, Value};
+
+use crate::labels::stable_selector;
+use crate::verify::{apply, Applied};
+use crate::{confidence, digest, EvidenceEdge, Kind, Recommendation, Rejected, Report, Severity};
+
+/// Ports that mark a data-tier workload.
+const DATA_PORTS: [u16; 9] = [5432, 3306, 6379, 27017, 9042, 9200, 5984, 1433, 1521];
+
+/// Who a rule lets in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Peer {
+    /// Pods of a workload (by its stable labels) in its namespace.
+    Workload(WorkloadRef),
+    /// Every pod of a namespace.
+    Namespace(String),
+    /// One outside address.
+    Address(IpAddr),
+}
+
+type Ports = BTreeSet<(Protocol, u16)>;
+
+pub(crate) fn coverage_gaps(engine: &Engine, graph: &Graph, report: &mut Report) {
+    let inv = engine.inventory();
+    let mut first_pod: BTreeMap<&WorkloadRef, usize> = BTreeMap::new();
+    for (i, pod) in inv.pods.iter().enumerate() {
+        first_pod.entry(&pod.workload).or_insert(i);
+    }
+    let mut gaps: BTreeMap<&WorkloadRef, Vec<&Edge>> = BTreeMap::new();
+    for e in &graph.edges {
+        let Endpoint::Pod(d) = e.destination_endpoint else {
+            continue;
+        };
+        if e.source_endpoint == e.destination_endpoint {
+            continue;
+        }
+        if e.decide_under(engine)
+            .ingress
+            .is_some_and(|i| i.verdict == Verdict::NoPolicy)
+        {
+            gaps.entry(&inv.pods[d].workload).or_default().push(e);
+        }
+    }
+
+    // Workloads covered for ingress, per namespace, as suggestions are accepted.
+    let mut covered: BTreeMap<&str, BTreeSet<&WorkloadRef>> = BTreeMap::new();
+    for (w, &pod) in &first_pod {
+        if ingress_isolated(engine, pod) {
+            covered.entry(&w.namespace).or_default().insert(w);
+        }
+    }
+    let mut accepted: BTreeMap<&str, Vec<(String, Vec<&Edge>)>> = BTreeMap::new();
+    for (w, edges) in gaps {
+        let target = w.to_string();
+        match workload_policy(engine, w, &edges) {
+            Err(reason) => report.rejected.push(Rejected {
+                kind: Kind::CoverageGap,
+                target,
+                reason,
+            }),
+            Ok((name, yaml)) => match checked(engine, &yaml, graph, &[first_pod[w]]) {
+                Err(reason) => report.rejected.push(Rejected {
+                    kind: Kind::CoverageGap,
+                    target,
+                    reason,
+                }),
+                Ok(applied) => {
+                    report.recommendations.push(workload_recommendation(
+                        w,
+                        &name,
+                        yaml.clone(),
+                        &edges,
+                        applied,
+                        graph,
+                    ));
+                    covered.entry(&w.namespace).or_default().insert(w);
+                    accepted
+                        .entry(&w.namespace)
+                        .or_default()
+                        .push((yaml, edges));
+                }
+            },
+        }
+    }
+
+    for (ns, suggestions) in accepted {
+        let workloads: Vec<&WorkloadRef> = first_pod
+            .keys()
+            .copied()
+            .filter(|w| w.namespace == ns)
+            .collect();
+        let done = covered.get(ns).map_or(0, BTreeSet::len);
+        if done < workloads.len() {
+            continue;
+        }
+        let targets: Vec<usize> = workloads.iter().map(|w| first_pod[w]).collect();
+        let together: Vec<&str> = suggestions.iter().map(|(y, _)| y.as_str()).collect();
+        let edges: Vec<&Edge> = suggestions
+            .iter()
+            .flat_map(|(_, e)| e.iter().copied())
+            .collect();
+        let deny = default_deny(ns);
+        let result = apply(engine, &together.join("---\n"), graph, &targets)
+            .and_then(|with| checked(&with.engine, &deny, graph, &targets));
+        match result {
+            Err(reason) => report.rejected.push(Rejected {
+                kind: Kind::CoverageGap,
+                target: format!("namespace {ns}"),
+                reason,
+            }),
+            Ok(applied) => report.recommendations.push(Recommendation {
+                kind: Kind::CoverageGap,
+                severity: severity(&edges),
+                confidence: confidence(&edges, graph.hours),
+                title: format!("Default-deny ingress in namespace {ns}"),
+                description: format!(
+                    "Every workload of {ns} is covered for ingress once the workload policies \
+                     suggested for it are applied; a default deny keeps workloads added later \
+                     closed until a policy opens them. Apply it with those policies. Checked: \
+                     no observed flow that is allowed today becomes blocked."
+                ),
+                suggested_yaml: deny,
+                target_policy: format!("{ns}/default-deny-ingress"),
+                evidence: edges.iter().map(|e| EvidenceEdge::from(*e)).collect(),
+                impact: applied.impact,
+                fingerprint: digest(&["COVERAGE_GAP", "namespace-default-deny", ns]),
+                evidence_digest: digest(&[&workloads
+                    .iter()
+                    .map(|w| w.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")]),
+            }),
+        }
+    }
+}
+
+/// Whether anything governs the ingress of a pod (probed from an outside address).
+fn ingress_isolated(engine: &Engine, pod: usize) -> bool {
+    let probe = Endpoint::External(IpAddr::from([192, 0, 2, 1]));
+    engine
+        .decide(&probe, &Endpoint::Pod(pod), Protocol::Tcp, 1)
+        .ingress
+        .is_some_and(|i| i.verdict != Verdict::NoPolicy)
+}
+
+/// Applies and refuses a change that blocks an observed edge allowed today.
+fn checked(
+    engine: &Engine,
+    yaml: &str,
+    graph: &Graph,
+    targets: &[usize],
+) -> Result<Applied, String> {
+    let applied = apply(engine, yaml, graph, targets)?;
+    if applied.blocked_edges.is_empty() {
+        return Ok(applied);
+    }
+    let n = applied.blocked_edges.len();
+    let shown: Vec<&str> = applied
+        .blocked_edges
+        .iter()
+        .take(5)
+        .map(String::as_str)
+        .collect();
+    Err(format!(
+        "would block {n} observed edge(s) allowed today: {}",
+        shown.join("; ")
+    ))
+}
+
+/// The policy for one workload's observed ingress: its name and YAML.
+fn workload_policy(
+    engine: &Engine,
+    w: &WorkloadRef,
+    edges: &[&Edge],
+) -> Result<(String, String), String> {
+    let inv = engine.inventory();
+    let selector = stable_selector(inv, w).ok_or_else(|| {
+        format!(
+            "no stable labels tell {w} apart from the other pods of {}",
+            w.namespace
+        )
+    })?;
+    let mut peers: BTreeMap<Peer, Ports> = BTreeMap::new();
+    for e in edges {
+        let peer = match e.source_endpoint {
+            Endpoint::Pod(s) => Peer::Workload(inv.pods[s].workload.clone()),
+            Endpoint::External(ip) => Peer::Address(ip),
+            Endpoint::Entity(Entity::Host, _)
+                if engine.options().allow_localhost == AllowLocalhost::Always =>
+            {
+                // The local host passes ingress policy anyway.
+                continue;
+            }
+            Endpoint::Entity(entity, _) => {
+                return Err(format!(
+                    "{w} receives traffic from reserved:{}, which a NetworkPolicy cannot name",
+                    entity.as_str()
+                ))
+            }
+        };
+        peers.entry(peer).or_default().insert((e.protocol, e.port));
+    }
+    if peers.is_empty() {
+        return Err(format!("{w} receives traffic only from the local host"));
+    }
+    let peers = generalise(engine, peers);
+    // One rule per distinct port set, peers sorted.
+    let mut rules: BTreeMap<Ports, Vec<Peer>> = BTreeMap::new();
+    for (peer, ports) in peers {
+        rules.entry(ports).or_default().push(peer);
+    }
+    let ingress: Vec<Value> = rules
+        .iter()
+        .map(|(ports, peers)| {
+            let from: Vec<Value> = peers.iter().map(|p| peer_json(engine, w, p)).collect();
+            let mut rule = json!({"from": from});
+            // NetworkPolicy cannot name ICMP: a peer seen with ICMP is allowed on every port.
+            if !ports.iter().any(|(p, _)| *p == Protocol::Icmp) {
+                rule["ports"] = ports
+                    .iter()
+                    .map(|(p, port)| json!({"protocol": p.as_str(), "port": port}))
+                    .collect();
+            }
+            rule
+        })
+        .collect();
+    let name = policy_name(&w.name, "-allow-observed-ingress");
+    let doc = json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": name,
+            "namespace": w.namespace,
+            "labels": {"app.kubernetes.io/managed-by": "policyhub"},
+            "annotations": {"policyhub.io/recommendation": "COVERAGE_GAP"},
+        },
+        "spec": {
+            "podSelector": {"matchLabels": selector},
+            "policyTypes": ["Ingress"],
+            "ingress": ingress,
+        },
+    });
+    let yaml = yaml_serde::to_string(&doc).map_err(|e| e.to_string())?;
+    Ok((name, yaml))
+}
+
+/// Workload peers of one namespace become the namespace when every workload of it talks,
+/// on the same ports.
+fn generalise(engine: &Engine, peers: BTreeMap<Peer, Ports>) -> BTreeMap<Peer, Ports> {
+    let mut in_ns: BTreeMap<String, BTreeSet<&WorkloadRef>> = BTreeMap::new();
+    for pod in &engine.inventory().pods {
+        in_ns
+            .entry(pod.namespace.clone())
+            .or_default()
+            .insert(&pod.workload);
+    }
+    let mut out = BTreeMap::new();
+    let mut by_ns: BTreeMap<String, Vec<(Peer, Ports)>> = BTreeMap::new();
+    for (peer, ports) in peers {
+        match &peer {
+            Peer::Workload(w) => by_ns
+                .entry(w.namespace.clone())
+                .or_default()
+                .push((peer, ports)),
+            _ => {
+                out.insert(peer, ports);
+            }
+        }
+    }
+    for (ns, list) in by_ns {
+        let all = in_ns.get(&ns).map_or(0, BTreeSet::len);
+        let same_ports = list.windows(2).all(|p| p[0].1 == p[1].1);
+        if list.len() >= 2 && list.len() == all && same_ports {
+            out.insert(Peer::Namespace(ns), list[0].1.clone());
+        } else {
+            out.extend(list);
+        }
+    }
+    out
+}
+
+fn peer_json(engine: &Engine, target: &WorkloadRef, peer: &Peer) -> Value {
+    let ns_selector = |ns: &str| json!({"matchLabels": {NAMESPACE_NAME_LABEL: ns}});
+    match peer {
+        Peer::Address(ip) => {
+            let bits = if ip.is_ipv4() { 32 } else { 128 };
+            json!({"ipBlock": {"cidr": format!("{ip}/{bits}")}})
+        }
+        Peer::Namespace(ns) => json!({"namespaceSelector": ns_selector(ns)}),
+        Peer::Workload(w) => match stable_selector(engine.inventory(), w) {
+            Some(sel) if w.namespace == target.namespace => {
+                json!({"podSelector": {"matchLabels": sel}})
+            }
+            Some(sel) => json!({
+                "namespaceSelector": ns_selector(&w.namespace),
+                "podSelector": {"matchLabels": sel},
+            }),
+            // Nothing tells its pods apart: the namespace is the narrowest stable peer.
+            None => json!({"namespaceSelector": ns_selector(&w.namespace)}),
+        },
+    }
+}
+
+/// A DNS-1123 name of at most 63 characters.
+fn policy_name(base: &str, suffix: &str) -> String {
+    let keep = 63usize.saturating_sub(suffix.len());
+    let base: String = base.chars().take(keep).collect();
+    format!("{}{suffix}", base.trim_end_matches(['-', '.']))
+}
+
+fn default_deny(ns: &str) -> String {
+    let doc = json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": "default-deny-ingress",
+            "namespace": ns,
+            "labels": {"app.kubernetes.io/managed-by": "policyhub"},
+            "annotations": {"policyhub.io/recommendation": "COVERAGE_GAP"},
+        },
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+    });
+    yaml_serde::to_string(&doc).unwrap_or_default()
+}
+
+fn severity(edges: &[&Edge]) -> Severity {
+    let external = edges
+        .iter()
+        .any(|e| matches!(e.source_endpoint, Endpoint::External(_)));
+    let data = edges.iter().any(|e| DATA_PORTS.contains(&e.port));
+    if external || data {
+        Severity::High
+    } else {
+        Severity::Medium
+    }
+}
+
+fn workload_recommendation(
+    w: &WorkloadRef,
+    name: &str,
+    yaml: String,
+    edges: &[&Edge],
+    applied: Applied,
+    graph: &Graph,
+) -> Recommendation {
+    let flows: u64 = edges.iter().map(|e| e.count).sum();
+    let sources: BTreeSet<&str> = edges.iter().map(|e| e.source.as_str()).collect();
+    let peers_ports: Vec<String> = edges
+        .iter()
+        .map(|e| format!("{}>{}/{}", e.source, e.protocol, e.port))
+        .collect();
+    Recommendation {
+        kind: Kind::CoverageGap,
+        severity: severity(edges),
+        confidence: confidence(edges, graph.hours),
+        title: format!(
+            "Protect {w}: allow its {} observed source(s), block the rest",
+            sources.len()
+        ),
+        description: format!(
+            "{w} received {flows} flow(s) from {} source(s) over {} hour(s) that no ingress \
+             policy governs (a coverage gap). This NetworkPolicy allows exactly those sources \
+             on the observed ports; every other source is blocked. Checked by the evaluator: \
+             no observed flow that is allowed today becomes blocked.",
+            sources.len(),
+            edges.iter().map(|e| e.hours).max().unwrap_or(0),
+        ),
+        suggested_yaml: yaml,
+        target_policy: format!("{}/{name}", w.namespace),
+        evidence: edges.iter().map(|e| EvidenceEdge::from(*e)).collect(),
+        impact: applied.impact,
+        fingerprint: digest(&["COVERAGE_GAP", "ingress", &w.to_string()]),
+        evidence_digest: digest(&[&peers_ports.join(",")]),
+    }
+}
