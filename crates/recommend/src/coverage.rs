@@ -27,7 +27,13 @@ enum Peer {
     Namespace(String),
     /// One outside address.
     Address(IpAddr),
+    /// Every outside address of a family (`0.0.0.0/0`, `::/0`).
+    World { v6: bool },
 }
+
+/// Distinct outside addresses on the same ports above which the peer is the whole world: a
+/// workload that many clients reach (an ingress controller) is public on those ports.
+const WORLD_AFTER: usize = 16;
 
 type Ports = BTreeSet<(Protocol, u16)>;
 
@@ -68,12 +74,14 @@ pub(crate) fn coverage_gaps(engine: &Engine, graph: &Graph, report: &mut Report)
                 kind: Kind::CoverageGap,
                 target,
                 reason,
+                suggested_yaml: None,
             }),
             Ok((name, yaml)) => match checked(engine, &yaml, graph, &[first_pod[w]]) {
                 Err(reason) => report.rejected.push(Rejected {
                     kind: Kind::CoverageGap,
                     target,
                     reason,
+                    suggested_yaml: Some(yaml),
                 }),
                 Ok(applied) => {
                     report.recommendations.push(workload_recommendation(
@@ -118,6 +126,7 @@ pub(crate) fn coverage_gaps(engine: &Engine, graph: &Graph, report: &mut Report)
                 kind: Kind::CoverageGap,
                 target: format!("namespace {ns}"),
                 reason,
+                suggested_yaml: Some(deny),
             }),
             Ok(applied) => report.recommendations.push(Recommendation {
                 kind: Kind::CoverageGap,
@@ -256,7 +265,8 @@ fn workload_policy(
 }
 
 /// Workload peers of one namespace become the namespace when every workload of it talks,
-/// on the same ports.
+/// on the same ports; more than [`WORLD_AFTER`] outside addresses on the same ports become
+/// the world.
 fn generalise(engine: &Engine, peers: BTreeMap<Peer, Ports>) -> BTreeMap<Peer, Ports> {
     let mut in_ns: BTreeMap<String, BTreeSet<&WorkloadRef>> = BTreeMap::new();
     for pod in &engine.inventory().pods {
@@ -267,15 +277,29 @@ fn generalise(engine: &Engine, peers: BTreeMap<Peer, Ports>) -> BTreeMap<Peer, P
     }
     let mut out = BTreeMap::new();
     let mut by_ns: BTreeMap<String, Vec<(Peer, Ports)>> = BTreeMap::new();
+    let mut addresses: BTreeMap<(bool, Ports), usize> = BTreeMap::new();
     for (peer, ports) in peers {
         match &peer {
             Peer::Workload(w) => by_ns
                 .entry(w.namespace.clone())
                 .or_default()
                 .push((peer, ports)),
+            Peer::Address(ip) => {
+                *addresses.entry((ip.is_ipv6(), ports.clone())).or_default() += 1;
+                out.insert(peer, ports);
+            }
             _ => {
                 out.insert(peer, ports);
             }
+        }
+    }
+    for ((v6, ports), n) in addresses {
+        if n > WORLD_AFTER {
+            out.retain(|p, pp| {
+                !(matches!(p, Peer::Address(ip) if ip.is_ipv6() == v6) && *pp == ports)
+            });
+            // The world on every port set that qualifies on its own.
+            out.entry(Peer::World { v6 }).or_default().extend(ports);
         }
     }
     for (ns, list) in by_ns {
@@ -296,6 +320,9 @@ fn peer_json(engine: &Engine, target: &WorkloadRef, peer: &Peer) -> Value {
         Peer::Address(ip) => {
             let bits = if ip.is_ipv4() { 32 } else { 128 };
             json!({"ipBlock": {"cidr": format!("{ip}/{bits}")}})
+        }
+        Peer::World { v6 } => {
+            json!({"ipBlock": {"cidr": if *v6 { "::/0" } else { "0.0.0.0/0" }}})
         }
         Peer::Namespace(ns) => json!({"namespaceSelector": ns_selector(ns)}),
         Peer::Workload(w) => match stable_selector(engine.inventory(), w) {
@@ -382,5 +409,84 @@ fn workload_recommendation(
         impact: applied.impact,
         fingerprint: digest(&["COVERAGE_GAP", "ingress", &w.to_string()]),
         evidence_digest: digest(&[&peers_ports.join(",")]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flow::graph::Edge;
+    use flowtypes::Verdict as Seen;
+    use netpol::{Bundle, Options};
+
+    fn edge(engine: &Engine, src: Endpoint, port: u16) -> Edge {
+        Edge {
+            source: engine.endpoint_name(&src),
+            destination: "edge/gateway".into(),
+            protocol: Protocol::Tcp,
+            port,
+            count: 50,
+            hours: 24,
+            first_hour: "2026-12-01T00".into(),
+            last_hour: "2026-12-01T23".into(),
+            verdict: Seen::NoPolicy,
+            source_endpoint: src,
+            destination_endpoint: Endpoint::Pod(0),
+        }
+    }
+
+    #[test]
+    fn many_outside_clients_on_the_same_ports_are_the_world() {
+        let mut b = Bundle::default();
+        b.load_str(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: gateway, namespace: edge, labels: {app: gateway}}\nstatus: {podIP: 10.0.0.1}\n",
+            "c.yaml",
+        )
+        .unwrap();
+        let engine = Engine::new(b.inventory, b.policies, Options::default());
+        let clients = |n: u8, port: u16| {
+            (1..=n)
+                .map(|i| {
+                    edge(
+                        &engine,
+                        Endpoint::External(IpAddr::from([198, 51, 100, i])),
+                        port,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let many = clients(20, 443);
+        let refs: Vec<&Edge> = many.iter().collect();
+        let (_, yaml) =
+            workload_policy(&engine, &engine.inventory().pods[0].workload, &refs).unwrap();
+        assert!(yaml.contains("0.0.0.0/0"), "{yaml}");
+        assert!(!yaml.contains("/32"), "{yaml}");
+        // Two qualifying port sets: one world peer on both.
+        let both: Vec<Edge> = clients(20, 80)
+            .into_iter()
+            .chain((1..=20u8).map(|i| {
+                edge(
+                    &engine,
+                    Endpoint::External(IpAddr::from([203, 0, 113, i])),
+                    443,
+                )
+            }))
+            .collect();
+        let refs: Vec<&Edge> = both.iter().collect();
+        let (_, yaml) =
+            workload_policy(&engine, &engine.inventory().pods[0].workload, &refs).unwrap();
+        assert!(
+            yaml.contains("port: 80") && yaml.contains("port: 443"),
+            "{yaml}"
+        );
+        assert_eq!(yaml.matches("0.0.0.0/0").count(), 1, "{yaml}");
+        let few = clients(3, 443);
+        let refs: Vec<&Edge> = few.iter().collect();
+        let (_, yaml) =
+            workload_policy(&engine, &engine.inventory().pods[0].workload, &refs).unwrap();
+        assert!(
+            yaml.contains("198.51.100.3/32") && !yaml.contains("0.0.0.0/0"),
+            "{yaml}"
+        );
     }
 }

@@ -123,6 +123,9 @@ pub struct Rejected {
     /// The workload or namespace it was for.
     pub target: String,
     pub reason: String,
+    /// What would have been suggested, when it got that far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suggested_yaml: Option<String>,
 }
 
 /// Everything one run found.
