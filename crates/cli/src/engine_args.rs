@@ -35,8 +35,8 @@ impl EngineArgs {
     }
 }
 
-/// Reads manifests (warning about documents it skips) and compiles them.
-pub fn load_engine(files: &[PathBuf], args: &EngineArgs) -> anyhow::Result<Engine> {
+/// Reads manifests, warning about documents it skips.
+pub fn load_bundle(files: &[PathBuf]) -> anyhow::Result<Bundle> {
     let mut bundle = Bundle::default();
     for f in files {
         bundle.load_path(f)?;
@@ -47,6 +47,12 @@ pub fn load_engine(files: &[PathBuf], args: &EngineArgs) -> anyhow::Result<Engin
             s.file, s.document, s.kind, s.name, s.reason
         );
     }
+    Ok(bundle)
+}
+
+/// Reads manifests (warning about documents it skips) and compiles them.
+pub fn load_engine(files: &[PathBuf], args: &EngineArgs) -> anyhow::Result<Engine> {
+    let bundle = load_bundle(files)?;
     Ok(Engine::new(
         bundle.inventory,
         bundle.policies,

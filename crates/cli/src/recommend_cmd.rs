@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use recommend::{Kind, Options, Report};
 
-use crate::engine_args::{load_engine, EngineArgs};
+use crate::engine_args::{load_bundle, EngineArgs};
 use crate::flow_cmd::read_flows;
 use crate::output::{print_structured, print_table, Format};
 
@@ -41,12 +41,14 @@ pub struct RecommendArgs {
 #[derive(Clone, Copy, ValueEnum)]
 enum TypeArg {
     CoverageGap,
+    UnusedRule,
 }
 
 impl From<TypeArg> for Kind {
     fn from(t: TypeArg) -> Kind {
         match t {
             TypeArg::CoverageGap => Kind::CoverageGap,
+            TypeArg::UnusedRule => Kind::UnusedRule,
         }
     }
 }
@@ -61,7 +63,9 @@ pub fn recommend(args: RecommendArgs) -> anyhow::Result<ExitCode> {
             args.min_confidence
         );
     }
-    let engine = load_engine(&args.snapshot, &args.engine)?;
+    let bundle = load_bundle(&args.snapshot)?;
+    let sources = bundle.sources;
+    let engine = netpol::Engine::new(bundle.inventory, bundle.policies, args.engine.options());
     let mut validator = flow::Validator::new(&engine, flow::Config::default());
     validator.record_graph();
     read_flows(&mut validator, &args.flows)?;
@@ -74,7 +78,7 @@ pub fn recommend(args: RecommendArgs) -> anyhow::Result<ExitCode> {
             args.types.iter().map(|&t| t.into()).collect()
         },
     };
-    let report = recommend::recommend(&engine, &graph, &options);
+    let report = recommend::recommend(&engine, &sources, &graph, &options);
     if let Some(dir) = &args.out {
         write_out(dir, &report)?;
     }

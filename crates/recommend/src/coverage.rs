@@ -12,7 +12,7 @@ use netpol::{AllowLocalhost, Endpoint, Engine, Protocol, Verdict};
 use serde_json::{json, Value};
 
 use crate::labels::stable_selector;
-use crate::verify::{apply, Applied};
+use crate::verify::{apply, checked, Applied};
 use crate::{confidence, digest, EvidenceEdge, Kind, Recommendation, Rejected, Report, Severity};
 
 /// Ports that mark a data-tier workload.
@@ -76,7 +76,7 @@ pub(crate) fn coverage_gaps(engine: &Engine, graph: &Graph, report: &mut Report)
                 reason,
                 suggested_yaml: None,
             }),
-            Ok((name, yaml)) => match checked(engine, &yaml, graph, &[first_pod[w]]) {
+            Ok((name, yaml)) => match checked(engine, &yaml, graph, &[first_pod[w]], None) {
                 Err(reason) => report.rejected.push(Rejected {
                     kind: Kind::CoverageGap,
                     target,
@@ -119,8 +119,8 @@ pub(crate) fn coverage_gaps(engine: &Engine, graph: &Graph, report: &mut Report)
             .flat_map(|(_, e)| e.iter().copied())
             .collect();
         let deny = default_deny(ns);
-        let result = apply(engine, &together.join("---\n"), graph, &targets)
-            .and_then(|with| checked(&with.engine, &deny, graph, &targets));
+        let result = apply(engine, &together.join("---\n"), graph, &targets, None)
+            .and_then(|with| checked(&with.engine, &deny, graph, &targets, None));
         match result {
             Err(reason) => report.rejected.push(Rejected {
                 kind: Kind::CoverageGap,
@@ -149,6 +149,7 @@ pub(crate) fn coverage_gaps(engine: &Engine, graph: &Graph, report: &mut Report)
                     .map(|w| w.to_string())
                     .collect::<Vec<_>>()
                     .join(",")]),
+                diff: None,
             }),
         }
     }
@@ -161,30 +162,6 @@ fn ingress_isolated(engine: &Engine, pod: usize) -> bool {
         .decide(&probe, &Endpoint::Pod(pod), Protocol::Tcp, 1)
         .ingress
         .is_some_and(|i| i.verdict != Verdict::NoPolicy)
-}
-
-/// Applies and refuses a change that blocks an observed edge allowed today.
-fn checked(
-    engine: &Engine,
-    yaml: &str,
-    graph: &Graph,
-    targets: &[usize],
-) -> Result<Applied, String> {
-    let applied = apply(engine, yaml, graph, targets)?;
-    if applied.blocked_edges.is_empty() {
-        return Ok(applied);
-    }
-    let n = applied.blocked_edges.len();
-    let shown: Vec<&str> = applied
-        .blocked_edges
-        .iter()
-        .take(5)
-        .map(String::as_str)
-        .collect();
-    Err(format!(
-        "would block {n} observed edge(s) allowed today: {}",
-        shown.join("; ")
-    ))
 }
 
 /// The policy for one workload's observed ingress: its name and YAML.
@@ -409,6 +386,7 @@ fn workload_recommendation(
         impact: applied.impact,
         fingerprint: digest(&["COVERAGE_GAP", "ingress", &w.to_string()]),
         evidence_digest: digest(&[&peers_ports.join(",")]),
+        diff: None,
     }
 }
 

@@ -13,10 +13,13 @@
 //!
 //! Built so far: `COVERAGE_GAP` (a workload that receives traffic no policy governs gets an
 //! ingress policy allowing exactly its observed peers and ports; a namespace whose
-//! workloads are all covered gets a default deny).
+//! workloads are all covered gets a default deny) and `UNUSED_RULE` (NetworkPolicy allow
+//! rules no observed flow used while the policy's pods had traffic: the policy without
+//! them, with a diff).
 
 mod coverage;
 mod labels;
+mod unused;
 mod verify;
 
 use flow::graph::{Edge, Graph};
@@ -32,21 +35,17 @@ pub use verify::Impact;
 pub enum Kind {
     /// Traffic that no policy governs.
     CoverageGap,
+    /// Allow rules no observed flow used.
+    UnusedRule,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 1] = [Kind::CoverageGap];
-
-    /// `coverage-gap`: the CLI's spelling.
-    pub fn cli_name(self) -> &'static str {
-        match self {
-            Kind::CoverageGap => "coverage-gap",
-        }
-    }
+    pub const ALL: [Kind; 2] = [Kind::CoverageGap, Kind::UnusedRule];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::CoverageGap => "COVERAGE_GAP",
+            Kind::UnusedRule => "UNUSED_RULE",
         }
     }
 }
@@ -112,6 +111,9 @@ pub struct Recommendation {
     pub fingerprint: String,
     /// Changes when the evidence (peers, ports) changes.
     pub evidence_digest: String,
+    /// For a change to an existing policy: a unified diff of its manifest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
 }
 
 /// A suggestion the evaluator refused, and why.
@@ -158,8 +160,15 @@ impl Default for Options {
     }
 }
 
-/// Every recommendation for a cluster and the traffic observed in it.
-pub fn recommend(engine: &Engine, graph: &Graph, options: &Options) -> Report {
+/// Every recommendation for a cluster and the traffic observed in it. `sources` are the
+/// policy manifests as written ([`netpol::Bundle::sources`]); suggestions that rewrite an
+/// existing policy need them.
+pub fn recommend(
+    engine: &Engine,
+    sources: &[serde_json::Value],
+    graph: &Graph,
+    options: &Options,
+) -> Report {
     let mut report = Report {
         recommendations: Vec::new(),
         rejected: Vec::new(),
@@ -168,6 +177,9 @@ pub fn recommend(engine: &Engine, graph: &Graph, options: &Options) -> Report {
     };
     if options.kinds.contains(&Kind::CoverageGap) {
         coverage::coverage_gaps(engine, graph, &mut report);
+    }
+    if options.kinds.contains(&Kind::UnusedRule) {
+        unused::unused_rules(engine, sources, graph, &mut report);
     }
     report
         .recommendations

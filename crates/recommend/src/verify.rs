@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use flow::graph::Graph;
 use flowtypes::Verdict;
 use netpol::model::WorkloadRef;
+use netpol::policy::PolicyRef;
 use netpol::{Bundle, Endpoint, Engine, PortSet, Protocol};
 use serde::Serialize;
 
@@ -16,10 +17,10 @@ pub struct Impact {
     /// in a suggestion that is shown.
     pub observed_edges_newly_blocked: usize,
     pub observed_flows_newly_blocked: u64,
-    /// Workload → target workload pairs that lose some ports.
+    /// Workload ↔ target workload pairs (each direction counts) that lose some ports.
     pub pairs_newly_blocked: u64,
-    /// External ranges (address ranges the policies tell apart) that lose some ports to a
-    /// target workload.
+    /// External ranges (address ranges the policies tell apart) that lose some ports to or
+    /// from a target workload.
     pub ranges_newly_blocked: u64,
     /// (protocol, port) pairs lost over both.
     pub ports_newly_blocked: u64,
@@ -37,14 +38,15 @@ pub(crate) struct Applied {
     pub blocked_edges: Vec<String>,
 }
 
-/// Parses `yaml` with netpol, adds its policies to `base`'s, judges every observed edge
-/// again, and measures the pairs into `targets` (one pod per target workload) from every
-/// workload and external range.
+/// Parses `yaml` with netpol, adds its policies to `base`'s (in place of `replaces`, when
+/// given), judges every observed edge again, and measures the pairs between `targets` (one
+/// pod per target workload) and every workload and external range, both ways.
 pub(crate) fn apply(
     base: &Engine,
     yaml: &str,
     graph: &Graph,
     targets: &[usize],
+    replaces: Option<&PolicyRef>,
 ) -> Result<Applied, String> {
     let mut bundle = Bundle::default();
     bundle
@@ -53,7 +55,12 @@ pub(crate) fn apply(
     if bundle.policies.is_empty() {
         return Err("the suggested YAML holds no policy".into());
     }
-    let mut policies = base.policies().to_vec();
+    let mut policies: Vec<_> = base
+        .policies()
+        .iter()
+        .filter(|p| Some(&p.id) != replaces)
+        .cloned()
+        .collect();
     policies.extend(bundle.policies);
     let engine = Engine::new(base.inventory().clone(), policies, base.options());
 
@@ -87,15 +94,17 @@ pub(crate) fn apply(
             Endpoint::External(_) => (&mut *ranges_newly_blocked, &mut *ranges_newly_allowed),
             _ => (&mut *pairs_newly_blocked, &mut *pairs_newly_allowed),
         };
-        for &d in targets {
-            let dst = Endpoint::Pod(d);
-            if src == dst {
+        for &t in targets {
+            let target = Endpoint::Pod(t);
+            if src == target {
                 continue;
             }
-            let before = base.allowed_ports(&src, &dst);
-            let after = engine.allowed_ports(&src, &dst);
-            tally(closed, ports_newly_blocked, &before.difference(&after));
-            tally(opened, ports_newly_allowed, &after.difference(&before));
+            for (a, b) in [(&src, &target), (&target, &src)] {
+                let before = base.allowed_ports(a, b);
+                let after = engine.allowed_ports(a, b);
+                tally(closed, ports_newly_blocked, &before.difference(&after));
+                tally(opened, ports_newly_allowed, &after.difference(&before));
+            }
         }
     }
     Ok(Applied {
@@ -103,6 +112,31 @@ pub(crate) fn apply(
         impact,
         blocked_edges,
     })
+}
+
+/// [`apply`], refusing a change that blocks an observed edge allowed today.
+pub(crate) fn checked(
+    engine: &Engine,
+    yaml: &str,
+    graph: &Graph,
+    targets: &[usize],
+    replaces: Option<&PolicyRef>,
+) -> Result<Applied, String> {
+    let applied = apply(engine, yaml, graph, targets, replaces)?;
+    if applied.blocked_edges.is_empty() {
+        return Ok(applied);
+    }
+    let n = applied.blocked_edges.len();
+    let shown: Vec<&str> = applied
+        .blocked_edges
+        .iter()
+        .take(5)
+        .map(String::as_str)
+        .collect();
+    Err(format!(
+        "would block {n} observed edge(s) allowed today: {}",
+        shown.join("; ")
+    ))
 }
 
 /// One pod per workload, then one address per external range the policies tell apart.

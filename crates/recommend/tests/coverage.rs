@@ -70,9 +70,9 @@ fn recommendations(engine: &Engine, lines: &[u8]) -> recommend::Report {
     let graph = v.graph();
     let options = recommend::Options {
         min_confidence: 0.0,
-        ..Default::default()
+        kinds: vec![Kind::CoverageGap],
     };
-    recommend::recommend(engine, &graph, &options)
+    recommend::recommend(engine, &[], &graph, &options)
 }
 
 fn blocked(engine: &Engine, lines: &[u8]) -> u64 {
@@ -194,14 +194,14 @@ fn min_confidence_and_types_filter() {
         min_confidence: 1.01,
         ..Default::default()
     };
-    assert!(recommend::recommend(&base, &graph, &strict)
+    assert!(recommend::recommend(&base, &[], &graph, &strict)
         .recommendations
         .is_empty());
     let none = recommend::Options {
         min_confidence: 0.0,
         kinds: vec![],
     };
-    assert!(recommend::recommend(&base, &graph, &none)
+    assert!(recommend::recommend(&base, &[], &graph, &none)
         .recommendations
         .is_empty());
 }

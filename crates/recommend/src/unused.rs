@@ -1,0 +1,202 @@
+//! `UNUSED_RULE`: allow rules of a NetworkPolicy that no observed flow matched while the
+//! pods the policy selects did receive (ingress) or send (egress) traffic. The suggestion
+//! is the policy without them, with a diff; absence means something only for the window, so
+//! the description says how many flows it saw.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use flow::graph::{Edge, Graph};
+use flowtypes::Verdict;
+use netpol::policy::{Action, Direction, NamespaceScope, Policy, PolicyKind, PolicyRef};
+use netpol::{Endpoint, Engine};
+use serde_json::Value;
+
+use crate::verify::checked;
+use crate::{confidence, digest, EvidenceEdge, Kind, Recommendation, Rejected, Report, Severity};
+
+/// Metadata fields the API server writes; a suggestion for `kubectl apply` leaves them out.
+const SERVER_FIELDS: [&str; 7] = [
+    "resourceVersion",
+    "uid",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+];
+
+pub(crate) fn unused_rules(engine: &Engine, sources: &[Value], graph: &Graph, report: &mut Report) {
+    let mut used: BTreeSet<(PolicyRef, String)> = BTreeSet::new();
+    for e in &graph.edges {
+        let d = e.decide_under(engine);
+        for dir in [d.ingress, d.egress].into_iter().flatten() {
+            for m in dir.allowed_by {
+                used.insert((m.policy, m.rule));
+            }
+        }
+    }
+    let inv = engine.inventory();
+    for policy in engine
+        .policies()
+        .iter()
+        .filter(|p| p.id.kind == PolicyKind::NetworkPolicy)
+    {
+        let selects = |ep: &Endpoint| match ep {
+            Endpoint::Pod(i) => {
+                let pod = &inv.pods[*i];
+                let in_ns = match &policy.subject.namespaces {
+                    NamespaceScope::Exact(ns) => *ns == pod.namespace,
+                    _ => false,
+                };
+                in_ns && policy.subject.pods.matches(&pod.labels)
+            }
+            _ => false,
+        };
+        let mut unused: Vec<(Direction, usize, String)> = Vec::new();
+        let mut activity: Vec<&Edge> = Vec::new();
+        for dir in [Direction::Ingress, Direction::Egress] {
+            let Some(rules) = policy.direction(dir) else {
+                continue;
+            };
+            let seen: Vec<&Edge> = graph
+                .edges
+                .iter()
+                .filter(|e| match dir {
+                    Direction::Ingress => selects(&e.destination_endpoint),
+                    Direction::Egress => selects(&e.source_endpoint),
+                })
+                .collect();
+            if seen.is_empty() {
+                continue;
+            }
+            for (i, rule) in rules.rules.iter().enumerate() {
+                if rule.action == Action::Allow
+                    && !used.contains(&(policy.id.clone(), rule.name.clone()))
+                {
+                    unused.push((dir, i, rule.name.clone()));
+                }
+            }
+            if unused.iter().any(|(d, _, _)| *d == dir) {
+                activity.extend(seen);
+            }
+        }
+        if unused.is_empty() {
+            continue;
+        }
+        match suggestion(engine, sources, graph, policy, &unused, &activity) {
+            Ok(r) => report.recommendations.push(r),
+            Err((reason, suggested_yaml)) => report.rejected.push(Rejected {
+                kind: Kind::UnusedRule,
+                target: policy.id.to_string(),
+                reason,
+                suggested_yaml,
+            }),
+        }
+    }
+}
+
+/// The policy without its unused rules, checked; or why not, with the YAML when there is one.
+fn suggestion(
+    engine: &Engine,
+    sources: &[Value],
+    graph: &Graph,
+    policy: &Policy,
+    unused: &[(Direction, usize, String)],
+    activity: &[&Edge],
+) -> Result<Recommendation, (String, Option<String>)> {
+    let id = &policy.id;
+    let ns = id.namespace.as_deref().unwrap_or("default");
+    let source = sources
+        .iter()
+        .find(|d| {
+            d.get("kind").and_then(Value::as_str) == Some("NetworkPolicy")
+                && d.pointer("/metadata/name").and_then(Value::as_str) == Some(id.name.as_str())
+                && d.pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default")
+                    == ns
+        })
+        .ok_or_else(|| {
+            (
+                format!("the manifest of {id} is not at hand to rewrite"),
+                None,
+            )
+        })?;
+    let mut before = source.clone();
+    if let Some(meta) = before.get_mut("metadata").and_then(Value::as_object_mut) {
+        for f in SERVER_FIELDS {
+            meta.remove(f);
+        }
+        if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+    }
+    if let Some(obj) = before.as_object_mut() {
+        obj.remove("status");
+    }
+    let mut after = before.clone();
+    // Highest index first, so earlier indices stay valid.
+    let mut by_index: Vec<&(Direction, usize, String)> = unused.iter().collect();
+    by_index.sort_by_key(|u| std::cmp::Reverse(u.1));
+    for (dir, i, _) in by_index {
+        let field = match dir {
+            Direction::Ingress => "/spec/ingress",
+            Direction::Egress => "/spec/egress",
+        };
+        if let Some(list) = after.pointer_mut(field).and_then(Value::as_array_mut) {
+            if *i < list.len() {
+                list.remove(*i);
+            }
+        }
+    }
+    let text = |v: &Value| yaml_serde::to_string(v).map_err(|e| (e.to_string(), None));
+    let (before_yaml, after_yaml) = (text(&before)?, text(&after)?);
+    let mut first: BTreeMap<&netpol::model::WorkloadRef, usize> = BTreeMap::new();
+    for (i, pod) in engine.inventory().pods.iter().enumerate() {
+        if pod.namespace == ns && policy.subject.pods.matches(&pod.labels) {
+            first.entry(&pod.workload).or_insert(i);
+        }
+    }
+    let targets: Vec<usize> = first.into_values().collect();
+    let applied = checked(engine, &after_yaml, graph, &targets, Some(id))
+        .map_err(|reason| (reason, Some(after_yaml.clone())))?;
+    let names: Vec<&str> = unused.iter().map(|(_, _, n)| n.as_str()).collect();
+    let flows: u64 = activity.iter().map(|e| e.count).sum();
+    let hours = activity.iter().map(|e| e.hours).max().unwrap_or(0);
+    let allowed = activity
+        .iter()
+        .filter(|e| e.verdict != Verdict::Blocked)
+        .count();
+    let diff = similar::TextDiff::from_lines(&before_yaml, &after_yaml)
+        .unified_diff()
+        .header(
+            &format!("a/{ns}/{}", id.name),
+            &format!("b/{ns}/{}", id.name),
+        )
+        .to_string();
+    Ok(Recommendation {
+        kind: Kind::UnusedRule,
+        severity: Severity::Low,
+        confidence: confidence(activity, graph.hours),
+        title: format!(
+            "Remove {} unused rule(s) from NetworkPolicy {ns}/{}",
+            names.len(),
+            id.name
+        ),
+        description: format!(
+            "Rule(s) {} of {id} matched none of the {flows} flow(s) ({allowed} allowed edge(s)) \
+             its pods sent or received over {hours} hour(s) of a {}-hour window. Removing them \
+             changes no observed flow; it closes what they would allow. Absence is evidence only \
+             for the window observed.",
+            names.join(", "),
+            graph.hours
+        ),
+        suggested_yaml: after_yaml,
+        target_policy: format!("{ns}/{}", id.name),
+        evidence: activity.iter().map(|e| EvidenceEdge::from(*e)).collect(),
+        impact: applied.impact,
+        fingerprint: digest(&["UNUSED_RULE", &id.to_string(), &names.join(",")]),
+        evidence_digest: digest(&[&flows.to_string(), &hours.to_string()]),
+        diff: Some(diff),
+    })
+}
