@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use flow::graph::{Edge, Graph};
 use netpol::model::{WorkloadRef, NAMESPACE_NAME_LABEL};
-use netpol::policy::Entity;
+use netpol::policy::{Direction, Entity};
 use netpol::{AllowLocalhost, Endpoint, Engine, Protocol, Verdict};
 use serde_json::{json, Value};
 
@@ -38,6 +38,27 @@ const WORLD_AFTER: usize = 16;
 type Ports = BTreeSet<(Protocol, u16)>;
 
 pub(crate) fn coverage_gaps(engine: &Engine, graph: &Graph, report: &mut Report) {
+    for dir in [Direction::Ingress, Direction::Egress] {
+        coverage_gaps_at(engine, graph, report, dir);
+    }
+}
+
+/// The side of an edge a direction's policy selects, and the other side.
+fn sides(e: &Edge, dir: Direction) -> (&Endpoint, &Endpoint) {
+    match dir {
+        Direction::Ingress => (&e.destination_endpoint, &e.source_endpoint),
+        Direction::Egress => (&e.source_endpoint, &e.destination_endpoint),
+    }
+}
+
+fn decided(d: netpol::Decision, dir: Direction) -> Option<netpol::DirectionDecision> {
+    match dir {
+        Direction::Ingress => d.ingress,
+        Direction::Egress => d.egress,
+    }
+}
+
+fn coverage_gaps_at(engine: &Engine, graph: &Graph, report: &mut Report, dir: Direction) {
     let inv = engine.inventory();
     let mut first_pod: BTreeMap<&WorkloadRef, usize> = BTreeMap::new();
     for (i, pod) in inv.pods.iter().enumerate() {
@@ -45,31 +66,28 @@ pub(crate) fn coverage_gaps(engine: &Engine, graph: &Graph, report: &mut Report)
     }
     let mut gaps: BTreeMap<&WorkloadRef, Vec<&Edge>> = BTreeMap::new();
     for e in &graph.edges {
-        let Endpoint::Pod(d) = e.destination_endpoint else {
+        let (&Endpoint::Pod(subject), _) = sides(e, dir) else {
             continue;
         };
         if e.source_endpoint == e.destination_endpoint {
             continue;
         }
-        if e.decide_under(engine)
-            .ingress
-            .is_some_and(|i| i.verdict == Verdict::NoPolicy)
-        {
-            gaps.entry(&inv.pods[d].workload).or_default().push(e);
+        if decided(e.decide_under(engine), dir).is_some_and(|d| d.verdict == Verdict::NoPolicy) {
+            gaps.entry(&inv.pods[subject].workload).or_default().push(e);
         }
     }
 
-    // Workloads covered for ingress, per namespace, as suggestions are accepted.
+    // Workloads covered in this direction, per namespace, as suggestions are accepted.
     let mut covered: BTreeMap<&str, BTreeSet<&WorkloadRef>> = BTreeMap::new();
     for (w, &pod) in &first_pod {
-        if ingress_isolated(engine, pod) {
+        if isolated(engine, pod, dir) {
             covered.entry(&w.namespace).or_default().insert(w);
         }
     }
     let mut accepted: BTreeMap<&str, Vec<(String, Vec<&Edge>)>> = BTreeMap::new();
     for (w, edges) in gaps {
         let target = w.to_string();
-        match workload_policy(engine, w, &edges) {
+        match workload_policy(engine, w, &edges, dir) {
             Err(reason) => report.rejected.push(Rejected {
                 kind: Kind::CoverageGap,
                 target,
@@ -91,6 +109,7 @@ pub(crate) fn coverage_gaps(engine: &Engine, graph: &Graph, report: &mut Report)
                         &edges,
                         applied,
                         graph,
+                        dir,
                     ));
                     covered.entry(&w.namespace).or_default().insert(w);
                     accepted
@@ -118,7 +137,8 @@ pub(crate) fn coverage_gaps(engine: &Engine, graph: &Graph, report: &mut Report)
             .iter()
             .flat_map(|(_, e)| e.iter().copied())
             .collect();
-        let deny = default_deny(ns);
+        let deny = default_deny(ns, dir);
+        let word = dir.as_str();
         let result = apply(engine, &together.join("---\n"), graph, &targets, None)
             .and_then(|with| checked(&with.engine, &deny, graph, &targets, None));
         match result {
@@ -132,18 +152,18 @@ pub(crate) fn coverage_gaps(engine: &Engine, graph: &Graph, report: &mut Report)
                 kind: Kind::CoverageGap,
                 severity: severity(&edges),
                 confidence: confidence(&edges, graph.hours),
-                title: format!("Default-deny ingress in namespace {ns}"),
+                title: format!("Default-deny {word} in namespace {ns}"),
                 description: format!(
-                    "Every workload of {ns} is covered for ingress once the workload policies \
+                    "Every workload of {ns} is covered for {word} once the workload policies \
                      suggested for it are applied; a default deny keeps workloads added later \
                      closed until a policy opens them. Apply it with those policies. Checked: \
                      no observed flow that is allowed today becomes blocked."
                 ),
                 suggested_yaml: deny,
-                target_policy: format!("{ns}/default-deny-ingress"),
+                target_policy: format!("{ns}/default-deny-{word}"),
                 evidence: edges.iter().map(|e| EvidenceEdge::from(*e)).collect(),
                 impact: applied.impact,
-                fingerprint: digest(&["COVERAGE_GAP", "namespace-default-deny", ns]),
+                fingerprint: digest(&["COVERAGE_GAP", "namespace-default-deny", word, ns]),
                 evidence_digest: digest(&[&workloads
                     .iter()
                     .map(|w| w.to_string())
@@ -155,20 +175,23 @@ pub(crate) fn coverage_gaps(engine: &Engine, graph: &Graph, report: &mut Report)
     }
 }
 
-/// Whether anything governs the ingress of a pod (probed from an outside address).
-fn ingress_isolated(engine: &Engine, pod: usize) -> bool {
+/// Whether anything governs a pod's traffic in a direction (probed with an outside address).
+fn isolated(engine: &Engine, pod: usize, dir: Direction) -> bool {
     let probe = Endpoint::External(IpAddr::from([192, 0, 2, 1]));
-    engine
-        .decide(&probe, &Endpoint::Pod(pod), Protocol::Tcp, 1)
-        .ingress
-        .is_some_and(|i| i.verdict != Verdict::NoPolicy)
+    let pod = Endpoint::Pod(pod);
+    let d = match dir {
+        Direction::Ingress => engine.decide(&probe, &pod, Protocol::Tcp, 1),
+        Direction::Egress => engine.decide(&pod, &probe, Protocol::Tcp, 1),
+    };
+    decided(d, dir).is_some_and(|d| d.verdict != Verdict::NoPolicy)
 }
 
-/// The policy for one workload's observed ingress: its name and YAML.
+/// The policy for one workload's observed traffic in a direction: its name and YAML.
 fn workload_policy(
     engine: &Engine,
     w: &WorkloadRef,
     edges: &[&Edge],
+    dir: Direction,
 ) -> Result<(String, String), String> {
     let inv = engine.inventory();
     let selector = stable_selector(inv, w).ok_or_else(|| {
@@ -178,19 +201,24 @@ fn workload_policy(
         )
     })?;
     let mut peers: BTreeMap<Peer, Ports> = BTreeMap::new();
+    let (verb, prep) = match dir {
+        Direction::Ingress => ("receives", "from"),
+        Direction::Egress => ("sends", "to"),
+    };
     for e in edges {
-        let peer = match e.source_endpoint {
+        let peer = match *sides(e, dir).1 {
             Endpoint::Pod(s) => Peer::Workload(inv.pods[s].workload.clone()),
             Endpoint::External(ip) => Peer::Address(ip),
             Endpoint::Entity(Entity::Host, _)
-                if engine.options().allow_localhost == AllowLocalhost::Always =>
+                if dir == Direction::Ingress
+                    && engine.options().allow_localhost == AllowLocalhost::Always =>
             {
                 // The local host passes ingress policy anyway.
                 continue;
             }
             Endpoint::Entity(entity, _) => {
                 return Err(format!(
-                    "{w} receives traffic from reserved:{}, which a NetworkPolicy cannot name",
+                    "{w} {verb} traffic {prep} reserved:{}, which a NetworkPolicy cannot name",
                     entity.as_str()
                 ))
             }
@@ -198,7 +226,7 @@ fn workload_policy(
         peers.entry(peer).or_default().insert((e.protocol, e.port));
     }
     if peers.is_empty() {
-        return Err(format!("{w} receives traffic only from the local host"));
+        return Err(format!("{w} {verb} traffic only {prep} the local host"));
     }
     let peers = generalise(engine, peers);
     // One rule per distinct port set, peers sorted.
@@ -206,11 +234,11 @@ fn workload_policy(
     for (peer, ports) in peers {
         rules.entry(ports).or_default().push(peer);
     }
-    let ingress: Vec<Value> = rules
+    let rules: Vec<Value> = rules
         .iter()
         .map(|(ports, peers)| {
-            let from: Vec<Value> = peers.iter().map(|p| peer_json(engine, w, p)).collect();
-            let mut rule = json!({"from": from});
+            let list: Vec<Value> = peers.iter().map(|p| peer_json(engine, w, p)).collect();
+            let mut rule = json!({prep: list});
             // NetworkPolicy cannot name ICMP: a peer seen with ICMP is allowed on every port.
             if !ports.iter().any(|(p, _)| *p == Protocol::Icmp) {
                 rule["ports"] = ports
@@ -221,7 +249,8 @@ fn workload_policy(
             rule
         })
         .collect();
-    let name = policy_name(&w.name, "-allow-observed-ingress");
+    let word = dir.as_str();
+    let name = policy_name(&w.name, &format!("-allow-observed-{word}"));
     let doc = json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -233,8 +262,8 @@ fn workload_policy(
         },
         "spec": {
             "podSelector": {"matchLabels": selector},
-            "policyTypes": ["Ingress"],
-            "ingress": ingress,
+            "policyTypes": [policy_type(dir)],
+            word: rules,
         },
     });
     let yaml = yaml_serde::to_string(&doc).map_err(|e| e.to_string())?;
@@ -323,25 +352,34 @@ fn policy_name(base: &str, suffix: &str) -> String {
     format!("{}{suffix}", base.trim_end_matches(['-', '.']))
 }
 
-fn default_deny(ns: &str) -> String {
+/// `Ingress` or `Egress`, as `policyTypes` spells it.
+fn policy_type(dir: Direction) -> &'static str {
+    match dir {
+        Direction::Ingress => "Ingress",
+        Direction::Egress => "Egress",
+    }
+}
+
+fn default_deny(ns: &str, dir: Direction) -> String {
     let doc = json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": {
-            "name": "default-deny-ingress",
+            "name": format!("default-deny-{}", dir.as_str()),
             "namespace": ns,
             "labels": {"app.kubernetes.io/managed-by": "policyhub"},
             "annotations": {"policyhub.io/recommendation": "COVERAGE_GAP"},
         },
-        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+        "spec": {"podSelector": {}, "policyTypes": [policy_type(dir)]},
     });
     yaml_serde::to_string(&doc).unwrap_or_default()
 }
 
 fn severity(edges: &[&Edge]) -> Severity {
-    let external = edges
-        .iter()
-        .any(|e| matches!(e.source_endpoint, Endpoint::External(_)));
+    let external = edges.iter().any(|e| {
+        matches!(e.source_endpoint, Endpoint::External(_))
+            || matches!(e.destination_endpoint, Endpoint::External(_))
+    });
     let data = edges.iter().any(|e| DATA_PORTS.contains(&e.port));
     if external || data {
         Severity::High
@@ -357,9 +395,20 @@ fn workload_recommendation(
     edges: &[&Edge],
     applied: Applied,
     graph: &Graph,
+    dir: Direction,
 ) -> Recommendation {
     let flows: u64 = edges.iter().map(|e| e.count).sum();
-    let sources: BTreeSet<&str> = edges.iter().map(|e| e.source.as_str()).collect();
+    let (verb, prep, side, word) = match dir {
+        Direction::Ingress => ("received", "from", "source", "ingress"),
+        Direction::Egress => ("sent", "to", "destination", "egress"),
+    };
+    let sources: BTreeSet<&str> = edges
+        .iter()
+        .map(|e| match dir {
+            Direction::Ingress => e.source.as_str(),
+            Direction::Egress => e.destination.as_str(),
+        })
+        .collect();
     let peers_ports: Vec<String> = edges
         .iter()
         .map(|e| format!("{}>{}/{}", e.source, e.protocol, e.port))
@@ -369,14 +418,14 @@ fn workload_recommendation(
         severity: severity(edges),
         confidence: confidence(edges, graph.hours),
         title: format!(
-            "Protect {w}: allow its {} observed source(s), block the rest",
+            "Protect {w} ({word}): allow its {} observed {side}(s), block the rest",
             sources.len()
         ),
         description: format!(
-            "{w} received {flows} flow(s) from {} source(s) over {} hour(s) that no ingress \
-             policy governs (a coverage gap). This NetworkPolicy allows exactly those sources \
-             on the observed ports; every other source is blocked. Checked by the evaluator: \
-             no observed flow that is allowed today becomes blocked.",
+            "{w} {verb} {flows} flow(s) {prep} {} {side}(s) over {} hour(s) that no {word} \
+             policy governs (a coverage gap). This NetworkPolicy allows exactly those \
+             {side}s on the observed ports; every other {side} is blocked. Checked by the \
+             evaluator: no observed flow that is allowed today becomes blocked.",
             sources.len(),
             edges.iter().map(|e| e.hours).max().unwrap_or(0),
         ),
@@ -384,7 +433,7 @@ fn workload_recommendation(
         target_policy: format!("{}/{name}", w.namespace),
         evidence: edges.iter().map(|e| EvidenceEdge::from(*e)).collect(),
         impact: applied.impact,
-        fingerprint: digest(&["COVERAGE_GAP", "ingress", &w.to_string()]),
+        fingerprint: digest(&["COVERAGE_GAP", word, &w.to_string()]),
         evidence_digest: digest(&[&peers_ports.join(",")]),
         diff: None,
     }
@@ -433,10 +482,15 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
         };
+        let ingress_yaml = |edges: &[Edge]| {
+            let refs: Vec<&Edge> = edges.iter().collect();
+            let w = &engine.inventory().pods[0].workload;
+            workload_policy(&engine, w, &refs, Direction::Ingress)
+                .unwrap()
+                .1
+        };
         let many = clients(20, 443);
-        let refs: Vec<&Edge> = many.iter().collect();
-        let (_, yaml) =
-            workload_policy(&engine, &engine.inventory().pods[0].workload, &refs).unwrap();
+        let yaml = ingress_yaml(&many);
         assert!(yaml.contains("0.0.0.0/0"), "{yaml}");
         assert!(!yaml.contains("/32"), "{yaml}");
         // Two qualifying port sets: one world peer on both.
@@ -450,18 +504,14 @@ mod tests {
                 )
             }))
             .collect();
-        let refs: Vec<&Edge> = both.iter().collect();
-        let (_, yaml) =
-            workload_policy(&engine, &engine.inventory().pods[0].workload, &refs).unwrap();
+        let yaml = ingress_yaml(&both);
         assert!(
             yaml.contains("port: 80") && yaml.contains("port: 443"),
             "{yaml}"
         );
         assert_eq!(yaml.matches("0.0.0.0/0").count(), 1, "{yaml}");
         let few = clients(3, 443);
-        let refs: Vec<&Edge> = few.iter().collect();
-        let (_, yaml) =
-            workload_policy(&engine, &engine.inventory().pods[0].workload, &refs).unwrap();
+        let yaml = ingress_yaml(&few);
         assert!(
             yaml.contains("198.51.100.3/32") && !yaml.contains("0.0.0.0/0"),
             "{yaml}"

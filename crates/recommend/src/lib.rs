@@ -11,9 +11,9 @@
 //!
 //! Pure and synchronous, like netpol: no I/O, no clock (times come from the flows).
 //!
-//! Built so far: `COVERAGE_GAP` (a workload that receives traffic no policy governs gets an
-//! ingress policy allowing exactly its observed peers and ports; a namespace whose
-//! workloads are all covered gets a default deny) and `UNUSED_RULE` (NetworkPolicy allow
+//! Built so far: `COVERAGE_GAP` (a workload that receives or sends traffic no policy governs
+//! gets an ingress or egress policy allowing exactly its observed peers and ports; a
+//! namespace whose workloads are all covered gets a default deny) and `UNUSED_RULE` (NetworkPolicy allow
 //! rules no observed flow used while the policy's pods had traffic: the policy without
 //! them, with a diff).
 

@@ -82,8 +82,8 @@ fn blocked(engine: &Engine, lines: &[u8]) -> u64 {
         .blocked_count
 }
 
-/// Workload → `target` pairs whose ports shrink from `before` to `after`, by connectivity
-/// analysis of each engine (not the code under test).
+/// Workload pairs with `target` on either side whose ports shrink from `before` to `after`,
+/// by connectivity analysis of each engine (not the code under test).
 fn pairs_closed(before: &Engine, after: &Engine, target: &str) -> u64 {
     let ports = |e: &Engine| {
         let mut out: Vec<(String, PortSet)> = Vec::new();
@@ -92,8 +92,10 @@ fn pairs_closed(before: &Engine, after: &Engine, target: &str) -> u64 {
             |_, _| {},
             |src, dst, p| {
                 if let (Peer::Workload(s), Peer::Workload(d)) = (src, dst) {
-                    if format!("{}/{}", d.namespace, d.name) == target && s != d {
-                        out.push((s.to_string(), p.clone()));
+                    let name =
+                        |w: &netpol::model::WorkloadRef| format!("{}/{}", w.namespace, w.name);
+                    if (name(d) == target || name(s) == target) && s != d {
+                        out.push((format!("{s}>{d}"), p.clone()));
                     }
                 }
             },
@@ -109,7 +111,7 @@ fn pairs_closed(before: &Engine, after: &Engine, target: &str) -> u64 {
 }
 
 fn is_workload_policy(r: &Recommendation) -> bool {
-    !r.target_policy.ends_with("/default-deny-ingress")
+    !r.target_policy.contains("/default-deny-")
 }
 
 proptest! {
@@ -126,10 +128,14 @@ proptest! {
             prop_assert_eq!(r.kind, Kind::CoverageGap);
             prop_assert_eq!(r.impact.observed_edges_newly_blocked, 0);
             let after = engine(&format!("{yaml}---\n{}", r.suggested_yaml));
-            // Ingress-only additions on an unisolated workload neither block an allowed flow
-            // nor unblock a blocked one: the blocked count stays exactly the same.
+            // Additions in a direction nothing isolated neither block an allowed flow nor
+            // unblock a blocked one: the blocked count stays exactly the same.
             prop_assert_eq!(blocked(&after, &lines), blocked_before, "{}", r.suggested_yaml);
-            let target = &r.evidence[0].destination;
+            let target = if r.target_policy.ends_with("-egress") {
+                &r.evidence[0].source
+            } else {
+                &r.evidence[0].destination
+            };
             prop_assert_eq!(r.impact.pairs_newly_blocked, pairs_closed(&base, &after, target));
             prop_assert_eq!(r.impact.pairs_newly_allowed, 0);
         }
