@@ -34,6 +34,11 @@ pub struct RecommendArgs {
     /// as report.json, into this directory.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Dismissed suggestions: a JSON list of {fingerprint, evidenceDigest, reason:
+    /// FALSE_POSITIVE|ACCEPTED_RISK|OTHER}; not suggested again while their evidence is the
+    /// same.
+    #[arg(long, value_name = "FILE")]
+    dismissed: Option<PathBuf>,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -70,6 +75,14 @@ pub fn recommend(args: RecommendArgs) -> anyhow::Result<ExitCode> {
     validator.record_graph();
     read_flows(&mut validator, &args.flows)?;
     let graph = validator.graph();
+    let dismissed = match &args.dismissed {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?
+        }
+    };
     let options = Options {
         min_confidence: args.min_confidence,
         kinds: if args.types.is_empty() {
@@ -77,6 +90,7 @@ pub fn recommend(args: RecommendArgs) -> anyhow::Result<ExitCode> {
         } else {
             args.types.iter().map(|&t| t.into()).collect()
         },
+        dismissed,
     };
     let report = recommend::recommend(&engine, &sources, &graph, &options);
     if let Some(dir) = &args.out {

@@ -149,6 +149,8 @@ pub struct Options {
     pub min_confidence: f64,
     /// The types to produce.
     pub kinds: Vec<Kind>,
+    /// Suggestions a user dismissed before.
+    pub dismissed: Vec<Dismissal>,
 }
 
 impl Default for Options {
@@ -156,6 +158,42 @@ impl Default for Options {
         Options {
             min_confidence: 0.7,
             kinds: Kind::ALL.to_vec(),
+            dismissed: Vec::new(),
+        }
+    }
+}
+
+/// A dismissed suggestion: it is not suggested again while its evidence is the same, and
+/// its reason lowers the confidence of the same type on the same target when the evidence
+/// changes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dismissal {
+    pub fingerprint: String,
+    pub evidence_digest: String,
+    #[serde(default)]
+    pub reason: DismissReason,
+}
+
+/// Why a user dismissed a suggestion.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DismissReason {
+    /// The traffic it would block is wanted (halves the confidence of a re-suggestion).
+    FalsePositive,
+    /// Known and accepted for now (confidence times 0.8).
+    AcceptedRisk,
+    /// No reason given (confidence times 0.9).
+    #[default]
+    Other,
+}
+
+impl DismissReason {
+    fn factor(self) -> f64 {
+        match self {
+            DismissReason::FalsePositive => 0.5,
+            DismissReason::AcceptedRisk => 0.8,
+            DismissReason::Other => 0.9,
         }
     }
 }
@@ -181,6 +219,7 @@ pub fn recommend(
     if options.kinds.contains(&Kind::UnusedRule) {
         unused::unused_rules(engine, sources, graph, &mut report);
     }
+    apply_dismissals(&mut report.recommendations, &options.dismissed);
     report
         .recommendations
         .retain(|r| r.confidence >= options.min_confidence);
@@ -191,6 +230,22 @@ pub fn recommend(
             .then(a.fingerprint.cmp(&b.fingerprint))
     });
     report
+}
+
+/// Drops suggestions dismissed with the same evidence; lowers the confidence of those whose
+/// evidence changed since.
+fn apply_dismissals(recs: &mut Vec<Recommendation>, dismissed: &[Dismissal]) {
+    recs.retain_mut(|r| {
+        let mut keep = true;
+        for d in dismissed.iter().filter(|d| d.fingerprint == r.fingerprint) {
+            if d.evidence_digest == r.evidence_digest {
+                keep = false;
+            } else {
+                r.confidence = (r.confidence * d.reason.factor() * 100.0).round() / 100.0;
+            }
+        }
+        keep
+    });
 }
 
 /// The first 16 hex digits of the SHA-256 of `parts` joined by NUL.

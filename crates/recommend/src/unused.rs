@@ -196,7 +196,8 @@ fn suggestion(
         evidence: activity.iter().map(|e| EvidenceEdge::from(*e)).collect(),
         impact: applied.impact,
         fingerprint: digest(&["UNUSED_RULE", &id.to_string(), &names.join(",")]),
-        evidence_digest: digest(&[&flows.to_string(), &hours.to_string()]),
+        // Material change: the flows seen through the policy's pods at least double.
+        evidence_digest: digest(&[&names.join(","), &flows.max(1).ilog2().to_string()]),
         diff: Some(diff),
     })
 }

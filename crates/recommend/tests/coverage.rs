@@ -71,6 +71,7 @@ fn recommendations(engine: &Engine, lines: &[u8]) -> recommend::Report {
     let options = recommend::Options {
         min_confidence: 0.0,
         kinds: vec![Kind::CoverageGap],
+        ..Default::default()
     };
     recommend::recommend(engine, &[], &graph, &options)
 }
@@ -206,6 +207,7 @@ fn min_confidence_and_types_filter() {
     let none = recommend::Options {
         min_confidence: 0.0,
         kinds: vec![],
+        ..Default::default()
     };
     assert!(recommend::recommend(&base, &[], &graph, &none)
         .recommendations

@@ -64,6 +64,7 @@ fn the_rule_no_flow_used_is_removed_and_nothing_observed_changes() {
     let options = recommend::Options {
         min_confidence: 0.0,
         kinds: vec![Kind::UnusedRule],
+        ..Default::default()
     };
     let report = recommend::recommend(&engine, &sources, &graph, &options);
     assert_eq!(report.recommendations.len(), 1, "{report:#?}");
@@ -108,8 +109,46 @@ fn without_traffic_absence_means_nothing() {
     let options = recommend::Options {
         min_confidence: 0.0,
         kinds: vec![Kind::UnusedRule],
+        ..Default::default()
     };
     assert!(recommend::recommend(&engine, &sources, &graph, &options)
         .recommendations
         .is_empty());
+}
+
+#[test]
+fn dismissed_suggestions_stay_dismissed_until_the_evidence_changes() {
+    let b = bundle(CLUSTER);
+    let sources = b.sources.clone();
+    let engine = Engine::new(b.inventory, b.policies, Options::default());
+    let graph_of = |n: u32| {
+        let lines = flows(n);
+        let mut v = flow::Validator::new(&engine, flow::Config::default());
+        v.record_graph();
+        v.run(&lines[..], |_, _| {}).unwrap();
+        v.graph()
+    };
+    let run = |graph: &flow::graph::Graph, dismissed: Vec<recommend::Dismissal>| {
+        let options = recommend::Options {
+            min_confidence: 0.0,
+            kinds: vec![Kind::UnusedRule],
+            dismissed,
+        };
+        recommend::recommend(&engine, &sources, graph, &options).recommendations
+    };
+    let graph = graph_of(48);
+    let first = run(&graph, vec![]);
+    let dismissal = recommend::Dismissal {
+        fingerprint: first[0].fingerprint.clone(),
+        evidence_digest: first[0].evidence_digest.clone(),
+        reason: recommend::DismissReason::FalsePositive,
+    };
+    assert!(run(&graph, vec![dismissal.clone()]).is_empty());
+    // More flows: new evidence, suggested again with half the confidence.
+    let again = run(&graph_of(72), vec![dismissal]);
+    let fresh = run(&graph_of(72), vec![]);
+    assert_eq!(again.len(), 1);
+    assert!(
+        (again[0].confidence - (fresh[0].confidence * 0.5 * 100.0).round() / 100.0).abs() < 1e-9
+    );
 }
