@@ -47,6 +47,7 @@ pub struct RecommendArgs {
 enum TypeArg {
     CoverageGap,
     UnusedRule,
+    OverlyBroad,
 }
 
 impl From<TypeArg> for Kind {
@@ -54,6 +55,7 @@ impl From<TypeArg> for Kind {
         match t {
             TypeArg::CoverageGap => Kind::CoverageGap,
             TypeArg::UnusedRule => Kind::UnusedRule,
+            TypeArg::OverlyBroad => Kind::OverlyBroad,
         }
     }
 }

@@ -200,55 +200,7 @@ fn workload_policy(
             w.namespace
         )
     })?;
-    let mut peers: BTreeMap<Peer, Ports> = BTreeMap::new();
-    let (verb, prep) = match dir {
-        Direction::Ingress => ("receives", "from"),
-        Direction::Egress => ("sends", "to"),
-    };
-    for e in edges {
-        let peer = match *sides(e, dir).1 {
-            Endpoint::Pod(s) => Peer::Workload(inv.pods[s].workload.clone()),
-            Endpoint::External(ip) => Peer::Address(ip),
-            Endpoint::Entity(Entity::Host, _)
-                if dir == Direction::Ingress
-                    && engine.options().allow_localhost == AllowLocalhost::Always =>
-            {
-                // The local host passes ingress policy anyway.
-                continue;
-            }
-            Endpoint::Entity(entity, _) => {
-                return Err(format!(
-                    "{w} {verb} traffic {prep} reserved:{}, which a NetworkPolicy cannot name",
-                    entity.as_str()
-                ))
-            }
-        };
-        peers.entry(peer).or_default().insert((e.protocol, e.port));
-    }
-    if peers.is_empty() {
-        return Err(format!("{w} {verb} traffic only {prep} the local host"));
-    }
-    let peers = generalise(engine, peers);
-    // One rule per distinct port set, peers sorted.
-    let mut rules: BTreeMap<Ports, Vec<Peer>> = BTreeMap::new();
-    for (peer, ports) in peers {
-        rules.entry(ports).or_default().push(peer);
-    }
-    let rules: Vec<Value> = rules
-        .iter()
-        .map(|(ports, peers)| {
-            let list: Vec<Value> = peers.iter().map(|p| peer_json(engine, w, p)).collect();
-            let mut rule = json!({prep: list});
-            // NetworkPolicy cannot name ICMP: a peer seen with ICMP is allowed on every port.
-            if !ports.iter().any(|(p, _)| *p == Protocol::Icmp) {
-                rule["ports"] = ports
-                    .iter()
-                    .map(|(p, port)| json!({"protocol": p.as_str(), "port": port}))
-                    .collect();
-            }
-            rule
-        })
-        .collect();
+    let rules = observed_rules(engine, &w.to_string(), &w.namespace, edges, dir)?;
     let word = dir.as_str();
     let name = policy_name(&w.name, &format!("-allow-observed-{word}"));
     let doc = json!({
@@ -268,6 +220,68 @@ fn workload_policy(
     });
     let yaml = yaml_serde::to_string(&doc).map_err(|e| e.to_string())?;
     Ok((name, yaml))
+}
+
+/// Rules that allow exactly the peers and ports of `edges` in `dir` for pods of namespace
+/// `ns` (`who` names them in errors): one rule per distinct port set, peers generalised
+/// ([`generalise`]).
+pub(crate) fn observed_rules(
+    engine: &Engine,
+    who: &str,
+    ns: &str,
+    edges: &[&Edge],
+    dir: Direction,
+) -> Result<Vec<Value>, String> {
+    let inv = engine.inventory();
+    let mut peers: BTreeMap<Peer, Ports> = BTreeMap::new();
+    let (verb, prep) = match dir {
+        Direction::Ingress => ("receives", "from"),
+        Direction::Egress => ("sends", "to"),
+    };
+    for e in edges {
+        let peer = match *sides(e, dir).1 {
+            Endpoint::Pod(s) => Peer::Workload(inv.pods[s].workload.clone()),
+            Endpoint::External(ip) => Peer::Address(ip),
+            Endpoint::Entity(Entity::Host, _)
+                if dir == Direction::Ingress
+                    && engine.options().allow_localhost == AllowLocalhost::Always =>
+            {
+                // The local host passes ingress policy anyway.
+                continue;
+            }
+            Endpoint::Entity(entity, _) => {
+                return Err(format!(
+                    "{who} {verb} traffic {prep} reserved:{}, which a NetworkPolicy cannot name",
+                    entity.as_str()
+                ))
+            }
+        };
+        peers.entry(peer).or_default().insert((e.protocol, e.port));
+    }
+    if peers.is_empty() {
+        return Err(format!("{who} {verb} traffic only {prep} the local host"));
+    }
+    let peers = generalise(engine, peers);
+    // One rule per distinct port set, peers sorted.
+    let mut rules: BTreeMap<Ports, Vec<Peer>> = BTreeMap::new();
+    for (peer, ports) in peers {
+        rules.entry(ports).or_default().push(peer);
+    }
+    Ok(rules
+        .iter()
+        .map(|(ports, peers)| {
+            let list: Vec<Value> = peers.iter().map(|p| peer_json(engine, ns, p)).collect();
+            let mut rule = json!({prep: list});
+            // NetworkPolicy cannot name ICMP: a peer seen with ICMP is allowed on every port.
+            if !ports.iter().any(|(p, _)| *p == Protocol::Icmp) {
+                rule["ports"] = ports
+                    .iter()
+                    .map(|(p, port)| json!({"protocol": p.as_str(), "port": port}))
+                    .collect();
+            }
+            rule
+        })
+        .collect())
 }
 
 /// Workload peers of one namespace become the namespace when every workload of it talks,
@@ -320,7 +334,8 @@ fn generalise(engine: &Engine, peers: BTreeMap<Peer, Ports>) -> BTreeMap<Peer, P
     out
 }
 
-fn peer_json(engine: &Engine, target: &WorkloadRef, peer: &Peer) -> Value {
+/// A peer as a NetworkPolicy of namespace `ns` names it.
+fn peer_json(engine: &Engine, ns: &str, peer: &Peer) -> Value {
     let ns_selector = |ns: &str| json!({"matchLabels": {NAMESPACE_NAME_LABEL: ns}});
     match peer {
         Peer::Address(ip) => {
@@ -332,7 +347,7 @@ fn peer_json(engine: &Engine, target: &WorkloadRef, peer: &Peer) -> Value {
         }
         Peer::Namespace(ns) => json!({"namespaceSelector": ns_selector(ns)}),
         Peer::Workload(w) => match stable_selector(engine.inventory(), w) {
-            Some(sel) if w.namespace == target.namespace => {
+            Some(sel) if w.namespace == ns => {
                 json!({"podSelector": {"matchLabels": sel}})
             }
             Some(sel) => json!({

@@ -15,10 +15,13 @@
 //! gets an ingress or egress policy allowing exactly its observed peers and ports; a
 //! namespace whose workloads are all covered gets a default deny) and `UNUSED_RULE` (NetworkPolicy allow
 //! rules no observed flow used while the policy's pods had traffic: the policy without
-//! them, with a diff).
+//! them, with a diff) and `OVERLY_BROAD` (allow rules that allow at least ten times what was
+//! observed through them: replaced by rules for exactly the observed peers and ports).
 
+mod broad;
 mod coverage;
 mod labels;
+mod manifest;
 mod unused;
 mod verify;
 
@@ -37,15 +40,18 @@ pub enum Kind {
     CoverageGap,
     /// Allow rules no observed flow used.
     UnusedRule,
+    /// Allow rules that allow far more than was observed through them.
+    OverlyBroad,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::CoverageGap, Kind::UnusedRule];
+    pub const ALL: [Kind; 3] = [Kind::CoverageGap, Kind::UnusedRule, Kind::OverlyBroad];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::CoverageGap => "COVERAGE_GAP",
             Kind::UnusedRule => "UNUSED_RULE",
+            Kind::OverlyBroad => "OVERLY_BROAD",
         }
     }
 }
@@ -218,6 +224,9 @@ pub fn recommend(
     }
     if options.kinds.contains(&Kind::UnusedRule) {
         unused::unused_rules(engine, sources, graph, &mut report);
+    }
+    if options.kinds.contains(&Kind::OverlyBroad) {
+        broad::overly_broad(engine, sources, graph, &mut report);
     }
     apply_dismissals(&mut report.recommendations, &options.dismissed);
     report

@@ -3,27 +3,17 @@
 //! is the policy without them, with a diff; absence means something only for the window, so
 //! the description says how many flows it saw.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use flow::graph::{Edge, Graph};
 use flowtypes::Verdict;
-use netpol::policy::{Action, Direction, NamespaceScope, Policy, PolicyKind, PolicyRef};
+use netpol::policy::{Action, Direction, Policy, PolicyKind, PolicyRef};
 use netpol::{Endpoint, Engine};
 use serde_json::Value;
 
-use crate::verify::checked;
+use crate::manifest::{clean, find_source, unified_diff};
+use crate::verify::{checked, selects, subject_pods};
 use crate::{confidence, digest, EvidenceEdge, Kind, Recommendation, Rejected, Report, Severity};
-
-/// Metadata fields the API server writes; a suggestion for `kubectl apply` leaves them out.
-const SERVER_FIELDS: [&str; 7] = [
-    "resourceVersion",
-    "uid",
-    "generation",
-    "creationTimestamp",
-    "managedFields",
-    "selfLink",
-    "deletionTimestamp",
-];
 
 pub(crate) fn unused_rules(engine: &Engine, sources: &[Value], graph: &Graph, report: &mut Report) {
     let mut used: BTreeSet<(PolicyRef, String)> = BTreeSet::new();
@@ -35,23 +25,12 @@ pub(crate) fn unused_rules(engine: &Engine, sources: &[Value], graph: &Graph, re
             }
         }
     }
-    let inv = engine.inventory();
     for policy in engine
         .policies()
         .iter()
         .filter(|p| p.id.kind == PolicyKind::NetworkPolicy)
     {
-        let selects = |ep: &Endpoint| match ep {
-            Endpoint::Pod(i) => {
-                let pod = &inv.pods[*i];
-                let in_ns = match &policy.subject.namespaces {
-                    NamespaceScope::Exact(ns) => *ns == pod.namespace,
-                    _ => false,
-                };
-                in_ns && policy.subject.pods.matches(&pod.labels)
-            }
-            _ => false,
-        };
+        let subject = |ep: &Endpoint| matches!(ep, Endpoint::Pod(i) if selects(engine, policy, *i));
         let mut unused: Vec<(Direction, usize, String)> = Vec::new();
         let mut activity: Vec<&Edge> = Vec::new();
         for dir in [Direction::Ingress, Direction::Egress] {
@@ -62,8 +41,8 @@ pub(crate) fn unused_rules(engine: &Engine, sources: &[Value], graph: &Graph, re
                 .edges
                 .iter()
                 .filter(|e| match dir {
-                    Direction::Ingress => selects(&e.destination_endpoint),
-                    Direction::Egress => selects(&e.source_endpoint),
+                    Direction::Ingress => subject(&e.destination_endpoint),
+                    Direction::Egress => subject(&e.source_endpoint),
                 })
                 .collect();
             if seen.is_empty() {
@@ -106,34 +85,13 @@ fn suggestion(
 ) -> Result<Recommendation, (String, Option<String>)> {
     let id = &policy.id;
     let ns = id.namespace.as_deref().unwrap_or("default");
-    let source = sources
-        .iter()
-        .find(|d| {
-            d.get("kind").and_then(Value::as_str) == Some("NetworkPolicy")
-                && d.pointer("/metadata/name").and_then(Value::as_str) == Some(id.name.as_str())
-                && d.pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or("default")
-                    == ns
-        })
-        .ok_or_else(|| {
-            (
-                format!("the manifest of {id} is not at hand to rewrite"),
-                None,
-            )
-        })?;
-    let mut before = source.clone();
-    if let Some(meta) = before.get_mut("metadata").and_then(Value::as_object_mut) {
-        for f in SERVER_FIELDS {
-            meta.remove(f);
-        }
-        if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
-            a.remove("kubectl.kubernetes.io/last-applied-configuration");
-        }
-    }
-    if let Some(obj) = before.as_object_mut() {
-        obj.remove("status");
-    }
+    let source = find_source(sources, id).ok_or_else(|| {
+        (
+            format!("the manifest of {id} is not at hand to rewrite"),
+            None,
+        )
+    })?;
+    let before = clean(source);
     let mut after = before.clone();
     // Highest index first, so earlier indices stay valid.
     let mut by_index: Vec<&(Direction, usize, String)> = unused.iter().collect();
@@ -151,13 +109,7 @@ fn suggestion(
     }
     let text = |v: &Value| yaml_serde::to_string(v).map_err(|e| (e.to_string(), None));
     let (before_yaml, after_yaml) = (text(&before)?, text(&after)?);
-    let mut first: BTreeMap<&netpol::model::WorkloadRef, usize> = BTreeMap::new();
-    for (i, pod) in engine.inventory().pods.iter().enumerate() {
-        if pod.namespace == ns && policy.subject.pods.matches(&pod.labels) {
-            first.entry(&pod.workload).or_insert(i);
-        }
-    }
-    let targets: Vec<usize> = first.into_values().collect();
+    let targets = subject_pods(engine, policy);
     let applied = checked(engine, &after_yaml, graph, &targets, Some(id))
         .map_err(|reason| (reason, Some(after_yaml.clone())))?;
     let names: Vec<&str> = unused.iter().map(|(_, _, n)| n.as_str()).collect();
@@ -167,13 +119,7 @@ fn suggestion(
         .iter()
         .filter(|e| e.verdict != Verdict::Blocked)
         .count();
-    let diff = similar::TextDiff::from_lines(&before_yaml, &after_yaml)
-        .unified_diff()
-        .header(
-            &format!("a/{ns}/{}", id.name),
-            &format!("b/{ns}/{}", id.name),
-        )
-        .to_string();
+    let diff = unified_diff(&before_yaml, &after_yaml, &format!("{ns}/{}", id.name));
     Ok(Recommendation {
         kind: Kind::UnusedRule,
         severity: Severity::Low,

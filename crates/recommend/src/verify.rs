@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use flow::graph::Graph;
 use flowtypes::Verdict;
 use netpol::model::WorkloadRef;
-use netpol::policy::PolicyRef;
+use netpol::policy::{NamespaceScope, Policy, PolicyRef};
 use netpol::{Bundle, Endpoint, Engine, PortSet, Protocol};
 use serde::Serialize;
 
@@ -139,8 +139,26 @@ pub(crate) fn checked(
     ))
 }
 
+/// Whether a namespaced policy selects the pod at index `pod`.
+pub(crate) fn selects(engine: &Engine, policy: &Policy, pod: usize) -> bool {
+    let pod = &engine.inventory().pods[pod];
+    matches!(&policy.subject.namespaces, NamespaceScope::Exact(ns) if *ns == pod.namespace)
+        && policy.subject.pods.matches(&pod.labels)
+}
+
+/// One pod of each workload a namespaced policy selects.
+pub(crate) fn subject_pods(engine: &Engine, policy: &Policy) -> Vec<usize> {
+    let mut first: BTreeMap<&WorkloadRef, usize> = BTreeMap::new();
+    for (i, pod) in engine.inventory().pods.iter().enumerate() {
+        if selects(engine, policy, i) {
+            first.entry(&pod.workload).or_insert(i);
+        }
+    }
+    first.into_values().collect()
+}
+
 /// One pod per workload, then one address per external range the policies tell apart.
-fn sources(engine: &Engine) -> Vec<Endpoint> {
+pub(crate) fn sources(engine: &Engine) -> Vec<Endpoint> {
     let mut first: BTreeMap<&WorkloadRef, usize> = BTreeMap::new();
     for (i, pod) in engine.inventory().pods.iter().enumerate() {
         first.entry(&pod.workload).or_insert(i);
@@ -167,7 +185,7 @@ fn tally(pairs: &mut u64, ports: &mut u64, changed: &PortSet) {
 }
 
 /// Number of (protocol, port) pairs in a set.
-fn port_count(set: &PortSet) -> u64 {
+pub(crate) fn port_count(set: &PortSet) -> u64 {
     [Protocol::Tcp, Protocol::Udp, Protocol::Sctp, Protocol::Icmp]
         .iter()
         .map(|&p| u64::from(set.get(p).len()))

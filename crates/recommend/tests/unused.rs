@@ -1,25 +1,14 @@
 //! UNUSED_RULE on a hand-made cluster: the rule no flow used is removed, the used one kept,
 //! and the change is checked like every suggestion.
 
-use netpol::{Bundle, Engine, Options};
+use netpol::Engine;
 use recommend::Kind;
 
-const CLUSTER: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: a, namespace: ns, labels: {app: a}}
-status: {podIP: 10.0.0.1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: b, namespace: ns, labels: {app: b}}
-status: {podIP: 10.0.0.2}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: t, namespace: ns, labels: {app: t}}
-status: {podIP: 10.0.0.3}
----
+mod common;
+
+use common::{cluster, graph, pod};
+
+const POLICY: &str = r#"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: t, namespace: ns, resourceVersion: "42", uid: abc}
@@ -32,35 +21,27 @@ spec:
     ports: [{port: 9090}]
 "#;
 
-/// `n` forwarded TCP 8080 flows from ns/a to ns/t, one per hour.
-fn flows(n: u32) -> Vec<u8> {
-    (0..n)
-        .map(|h| {
-            format!(
-                r#"{{"flow":{{"time":"2026-11-30T{:02}:00:00Z","verdict":"FORWARDED","IP":{{"source":"10.0.0.1","destination":"10.0.0.3"}},"l4":{{"TCP":{{"source_port":4{h:04},"destination_port":8080}}}},"source":{{"namespace":"ns","pod_name":"a"}},"destination":{{"namespace":"ns","pod_name":"t"}},"Type":"L3_L4","traffic_direction":"INGRESS","trace_observation_point":"TO_ENDPOINT"}}}}"#,
-                h % 24
-            ) + "\n"
-        })
-        .collect::<String>()
-        .into_bytes()
+/// Pods a, b and t in ns; t takes 8080 from a and 9090 from b.
+fn yaml(policy: &str) -> String {
+    [
+        pod("ns", "a", "10.0.0.1"),
+        pod("ns", "b", "10.0.0.2"),
+        pod("ns", "t", "10.0.0.3"),
+        policy.to_string(),
+    ]
+    .join("---\n")
 }
 
-fn bundle(yaml: &str) -> Bundle {
-    let mut b = Bundle::default();
-    b.load_str(yaml, "cluster.yaml").unwrap();
-    b
+/// `n` flows from a to t on 8080.
+fn flows(n: u32) -> Vec<u8> {
+    common::flows(("ns", "a", "10.0.0.1"), ("ns", "t", "10.0.0.3"), 8080, n)
 }
 
 #[test]
 fn the_rule_no_flow_used_is_removed_and_nothing_observed_changes() {
-    let b = bundle(CLUSTER);
-    let sources = b.sources.clone();
-    let engine = Engine::new(b.inventory, b.policies, Options::default());
+    let (engine, sources) = cluster(&yaml(POLICY));
     let lines = flows(48);
-    let mut v = flow::Validator::new(&engine, flow::Config::default());
-    v.record_graph();
-    v.run(&lines[..], |_, _| {}).unwrap();
-    let graph = v.graph();
+    let graph = graph(&engine, &lines);
     let options = recommend::Options {
         min_confidence: 0.0,
         kinds: vec![Kind::UnusedRule],
@@ -85,13 +66,7 @@ fn the_rule_no_flow_used_is_removed_and_nothing_observed_changes() {
     assert_eq!(r.impact.observed_edges_newly_blocked, 0);
 
     // Replacing the policy with the suggestion: the same flows, the same verdicts.
-    let replaced = CLUSTER
-        .split("---")
-        .filter(|d| !d.contains("NetworkPolicy"))
-        .collect::<Vec<_>>()
-        .join("---");
-    let after = bundle(&format!("{replaced}---\n{}", r.suggested_yaml));
-    let after = Engine::new(after.inventory, after.policies, Options::default());
+    let (after, _) = cluster(&yaml(&r.suggested_yaml));
     let totals = |e: &Engine| {
         flow::validate(e, flow::Config::default(), &lines[..])
             .unwrap()
@@ -102,9 +77,7 @@ fn the_rule_no_flow_used_is_removed_and_nothing_observed_changes() {
 
 #[test]
 fn without_traffic_absence_means_nothing() {
-    let b = bundle(CLUSTER);
-    let sources = b.sources.clone();
-    let engine = Engine::new(b.inventory, b.policies, Options::default());
+    let (engine, sources) = cluster(&yaml(POLICY));
     let graph = flow::graph::Graph::default();
     let options = recommend::Options {
         min_confidence: 0.0,
@@ -118,16 +91,8 @@ fn without_traffic_absence_means_nothing() {
 
 #[test]
 fn dismissed_suggestions_stay_dismissed_until_the_evidence_changes() {
-    let b = bundle(CLUSTER);
-    let sources = b.sources.clone();
-    let engine = Engine::new(b.inventory, b.policies, Options::default());
-    let graph_of = |n: u32| {
-        let lines = flows(n);
-        let mut v = flow::Validator::new(&engine, flow::Config::default());
-        v.record_graph();
-        v.run(&lines[..], |_, _| {}).unwrap();
-        v.graph()
-    };
+    let (engine, sources) = cluster(&yaml(POLICY));
+    let graph_of = |n: u32| graph(&engine, &flows(n));
     let run = |graph: &flow::graph::Graph, dismissed: Vec<recommend::Dismissal>| {
         let options = recommend::Options {
             min_confidence: 0.0,
