@@ -81,12 +81,28 @@ pub struct SynthArgs {
     /// Hours the flows are spread over.
     #[arg(long, default_value_t = 24)]
     hours: u32,
+    /// First hour of the flows, RFC 3339 UTC (`2026-12-01T00:00:00Z`) or Unix seconds;
+    /// default: the flows end in the current hour, so a dashboard's recent range shows them.
+    #[arg(long, value_parser = parse_start)]
+    start: Option<i64>,
     /// Output file (default: standard output).
     #[arg(long = "out")]
     out: Option<PathBuf>,
     /// Print the counts validation must find (JSON) to standard error.
     #[arg(long)]
     expect: bool,
+}
+
+/// `--start`: RFC 3339 UTC or Unix seconds.
+fn parse_start(text: &str) -> Result<i64, String> {
+    text.parse::<i64>()
+        .ok()
+        .or_else(|| hub::api::parse_utc(text))
+        .ok_or_else(|| {
+            format!(
+                "{text:?} is neither an RFC 3339 UTC time (2026-12-01T00:00:00Z) nor Unix seconds"
+            )
+        })
 }
 
 /// Feeds a validator every flow of `flows` (a path or `-`), with progress on a terminal.
@@ -300,7 +316,9 @@ fn synth(args: SynthArgs) -> anyhow::Result<ExitCode> {
         gap_share: args.gap_share,
         drop_share: args.drop_share,
         hours: args.hours,
-        ..flow::synth::Config::default()
+        start: args
+            .start
+            .unwrap_or_else(|| hub::now() / 3600 * 3600 - i64::from(args.hours.max(1) - 1) * 3600),
     };
     let expected = match &args.out {
         Some(path) => {

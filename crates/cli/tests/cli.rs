@@ -362,3 +362,41 @@ fn recommend_writes_checked_suggestions() {
     assert_eq!(o.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Synthesised flows end in the current hour unless `--start` says otherwise, so the
+/// README's walkthrough lands in a dashboard's recent range.
+#[test]
+fn synth_dates_flows_to_end_in_the_current_hour() {
+    let times = |extra: &[&str]| {
+        let mut args = vec![
+            "flows",
+            "synth",
+            "--snapshot",
+            "examples/shop",
+            "--count",
+            "50",
+        ];
+        args.extend_from_slice(extra);
+        let o = policyhub(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        stdout(&o)
+            .lines()
+            .filter_map(|l| l.split("\"time\":\"").nth(1).map(|t| t[..13].to_string()))
+            .collect::<Vec<_>>()
+    };
+    let this_hour = || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        (now / 3600 * 3600).to_string()
+    };
+    // The same flows as starting at the current hour (once more if the hour turned).
+    let same = (0..2).any(|_| {
+        let start = this_hour();
+        times(&["--hours", "1"]) == times(&["--hours", "1", "--start", &start])
+    });
+    assert!(same);
+    let fixed = times(&["--hours", "1", "--start", "2026-01-02T00:00:00Z"]);
+    assert!(fixed.iter().all(|t| t == "2026-01-02T00"), "{fixed:?}");
+}
