@@ -241,6 +241,7 @@ fn tightened(
              exactly the observed peers and ports; no observed flow changes.",
             detail.join("; ")
         ),
+        controls: Vec::new(),
         diff: Some(unified_diff(
             &before_yaml,
             &after_yaml,

@@ -13,7 +13,10 @@ use serde_json::{json, Value};
 
 use crate::labels::stable_selector;
 use crate::verify::{apply, checked, Applied};
-use crate::{confidence, digest, EvidenceEdge, Kind, Recommendation, Rejected, Report, Severity};
+use crate::{
+    confidence, digest, Control, EvidenceEdge, Kind, Recommendation, Rejected, Report, Severity,
+    CIS_5_3_2, PCI_1_3_1, PCI_1_3_2,
+};
 
 /// Ports that mark a data-tier workload.
 const DATA_PORTS: [u16; 9] = [5432, 3306, 6379, 27017, 9042, 9200, 5984, 1433, 1521];
@@ -170,6 +173,7 @@ fn coverage_gaps_at(engine: &Engine, graph: &Graph, report: &mut Report, dir: Di
                     .collect::<Vec<_>>()
                     .join(",")]),
                 diff: None,
+                controls: vec![CIS_5_3_2],
             }),
         }
     }
@@ -451,6 +455,22 @@ fn workload_recommendation(
         fingerprint: digest(&["COVERAGE_GAP", word, &w.to_string()]),
         evidence_digest: digest(&[&peers_ports.join(",")]),
         diff: None,
+        controls: controls(edges, dir),
+    }
+}
+
+/// The controls a workload policy helps meet: traffic with outside addresses restricted
+/// (PCI DSS 1.3.1 inbound, 1.3.2 outbound), and database ports closed to all but their
+/// clients (1.3.1).
+fn controls(edges: &[&Edge], dir: Direction) -> Vec<Control> {
+    let outside = edges
+        .iter()
+        .any(|e| matches!(sides(e, dir).1, Endpoint::External(_)));
+    let data = dir == Direction::Ingress && edges.iter().any(|e| DATA_PORTS.contains(&e.port));
+    match dir {
+        Direction::Ingress if outside || data => vec![PCI_1_3_1],
+        Direction::Egress if outside => vec![PCI_1_3_2],
+        _ => Vec::new(),
     }
 }
 

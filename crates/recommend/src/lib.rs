@@ -120,7 +120,45 @@ pub struct Recommendation {
     /// For a change to an existing policy: a unified diff of its manifest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
+    /// Compliance controls the change helps meet, with the pack that covers each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub controls: Vec<Control>,
 }
+
+/// A framework control a suggestion helps meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Control {
+    pub framework: &'static str,
+    pub id: &'static str,
+    /// What the control asks, in a few words.
+    pub summary: &'static str,
+    /// The policy pack (`policyhub pack show <slug>`) that covers the control.
+    pub pack: &'static str,
+}
+
+/// CIS Kubernetes Benchmark v1.8 5.3.2: every namespace has network policies.
+pub const CIS_5_3_2: Control = Control {
+    framework: "CIS Kubernetes Benchmark v1.8",
+    id: "5.3.2",
+    summary: "every namespace has network policies",
+    pack: "cis-kubernetes-network",
+};
+
+/// PCI DSS v4.0.1 1.3.1: inbound traffic to the cardholder data environment is restricted.
+pub const PCI_1_3_1: Control = Control {
+    framework: "PCI DSS v4.0.1",
+    id: "1.3.1",
+    summary: "inbound traffic to the CDE is restricted to what is needed",
+    pack: "pci-dss-segmentation",
+};
+
+/// PCI DSS v4.0.1 1.3.2: outbound traffic from the cardholder data environment is restricted.
+pub const PCI_1_3_2: Control = Control {
+    framework: "PCI DSS v4.0.1",
+    id: "1.3.2",
+    summary: "outbound traffic from the CDE is restricted to what is needed",
+    pack: "pci-dss-segmentation",
+};
 
 /// A suggestion the evaluator refused, and why.
 #[derive(Debug, Clone, Serialize)]

@@ -145,5 +145,6 @@ fn suggestion(
         // Material change: the flows seen through the policy's pods at least double.
         evidence_digest: digest(&[&names.join(","), &flows.max(1).ilog2().to_string()]),
         diff: Some(diff),
+        controls: Vec::new(),
     })
 }

@@ -180,11 +180,14 @@ fn an_uncovered_workload_gets_a_policy_for_exactly_its_peers() {
             .map(|r| &r.fingerprint)
             .collect::<Vec<_>>()
     );
-    // ns0's other workloads are covered: the namespace gets a default deny too.
-    assert!(report
+    // ns0's other workloads are covered: the namespace gets a default deny too, which names
+    // the control it helps meet and the pack that covers it.
+    let deny = report
         .recommendations
         .iter()
-        .any(|r| r.target_policy == "ns0/default-deny-ingress"));
+        .find(|r| r.target_policy == "ns0/default-deny-ingress")
+        .expect("a namespace default deny");
+    assert_eq!(deny.controls, [recommend::CIS_5_3_2]);
 }
 
 #[test]
