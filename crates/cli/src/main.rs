@@ -10,6 +10,7 @@ mod hub_cmd;
 mod kyverno_cmd;
 mod netpol_cmd;
 mod output;
+mod pattern_cmd;
 mod recommend_cmd;
 mod segment_cmd;
 
@@ -49,6 +50,9 @@ enum Command {
     Flows(flow_cmd::FlowsCommand),
     /// Suggest policies from observed flows, each checked by the evaluator first.
     Recommend(recommend_cmd::RecommendArgs),
+    /// Organisational patterns: generate validated Kyverno deny policies from them.
+    #[command(subcommand)]
+    Pattern(pattern_cmd::PatternCommand),
 }
 
 #[derive(Subcommand)]
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => flow_cmd::validate(args),
         Command::Flows(cmd) => flow_cmd::run(cmd),
         Command::Recommend(args) => recommend_cmd::recommend(args),
+        Command::Pattern(cmd) => pattern_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -400,3 +400,43 @@ fn synth_dates_flows_to_end_in_the_current_hour() {
     let fixed = times(&["--hours", "1", "--start", "2026-01-02T00:00:00Z"]);
     assert!(fixed.iter().all(|t| t == "2026-01-02T00"), "{fixed:?}");
 }
+
+#[test]
+fn pattern_generate_writes_a_policy_that_passed_its_dry_run() {
+    let dir = std::env::temp_dir().join(format!("policyhub-pattern-{}", std::process::id()));
+    let o = policyhub(&[
+        "pattern",
+        "generate",
+        "--file",
+        "examples/patterns/workload-baseline.yaml",
+        "--out",
+        &dir.to_string_lossy(),
+    ]);
+    let text = stdout(&o);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text.contains("analysis: 4 rule(s) from 5 statement(s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("skipped \"Prefer small base images.\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("dry-run: compliant resources admitted"),
+        "{text}"
+    );
+    let policy = std::fs::read_to_string(dir.join("workload-baseline.yaml")).unwrap();
+    // The saved policy is one the Kyverno evaluator loads.
+    let o = policyhub(&[
+        "kyverno",
+        "check",
+        &dir.join("workload-baseline.yaml").to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}\n{policy}", stdout(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
