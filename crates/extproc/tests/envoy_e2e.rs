@@ -18,6 +18,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+#[path = "envoy_e2e/alerts.rs"]
+mod alerts;
 #[path = "common/prometheus.rs"]
 mod prometheus;
 #[path = "envoy_e2e/shipped.rs"]
@@ -232,6 +234,27 @@ fn kernel_config(sock: &Path, port: u16, metrics: u16, api_key_required: bool) -
     )
 }
 
+/// Writes `dir`'s agent.yaml (socket `agents/default.sock`, metrics on `metrics_port`, `extra`
+/// lines under `policy_settings`), keys.yaml (alice's key) and jwks.json (`jwks`).
+fn write_agent_files(dir: &Path, jwks: &Value, metrics_port: u16, extra: &str) {
+    std::fs::write(dir.join("jwks.json"), jwks.to_string()).unwrap();
+    std::fs::write(
+        dir.join("keys.yaml"),
+        "- user_id: alice\n  key: alice-key\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("agent.yaml"),
+        format!(
+            "agent_core:\n  name: default-agent\n  socket_path: {}\n  observability: {{metrics_port: {metrics_port}, metrics_address: 127.0.0.1}}\n  policy_settings:\n    apiKeyAuth: {{keys_file: {}}}\n    jwtValidation: {{jwks_file: {}}}\n{extra}",
+            dir.join("agents/default.sock").display(),
+            dir.join("keys.yaml").display(),
+            dir.join("jwks.json").display()
+        ),
+    )
+    .unwrap();
+}
+
 /// Replaces each `from` with its `to`; panics when a `from` is missing, so a shipped file that
 /// drifts from what a test substitutes fails the test instead of being run unchanged.
 fn substitute(text: &str, pairs: &[(&str, &str)]) -> String {
@@ -421,22 +444,7 @@ fn envoy_end_to_end() {
     let dir = tmp.path();
     let sock = dir.join("agents/default.sock");
     let (jwt_key, jwk) = ed25519_key("e2e");
-    std::fs::write(dir.join("jwks.json"), json!({"keys": [jwk]}).to_string()).unwrap();
-    std::fs::write(
-        dir.join("keys.yaml"),
-        "- user_id: alice\n  key: alice-key\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("agent.yaml"),
-        format!(
-            "agent_core:\n  name: default-agent\n  socket_path: {}\n  observability: {{metrics_port: 0, metrics_address: 127.0.0.1}}\n  policy_settings:\n    apiKeyAuth: {{keys_file: {}}}\n    jwtValidation: {{jwks_file: {}}}\n",
-            sock.display(),
-            dir.join("keys.yaml").display(),
-            dir.join("jwks.json").display()
-        ),
-    )
-    .unwrap();
+    write_agent_files(dir, &json!({"keys": [jwk]}), 0, "");
     let ports = Ports::free();
     let kernel_config_path = dir.join("kernel.yaml");
     std::fs::write(

@@ -101,6 +101,7 @@ impl AgentMetrics {
             "Loaded agent configuration version (value is always 1)",
             metrics.config_info.clone(),
         );
+        crate::telemetry::ProcessMemory::register(registry);
         metrics
     }
 }

@@ -162,6 +162,7 @@ impl KernelMetrics {
             "Kernel configuration version in use (value is always 1)",
             metrics.config_info.clone(),
         );
+        crate::telemetry::ProcessMemory::register(registry);
         metrics
     }
 }
