@@ -130,7 +130,53 @@ impl Telemetry {
     }
 }
 
-/// Installs structured JSON logs on stderr (`RUST_LOG` overrides `level`) and, when
+/// Writes each JSON log line to stderr with `"component":"<name>"` as its first field (spec
+/// 7.2: `kernel` or `agent`). The formatter writes a whole line per event, through one writer
+/// made for that event.
+struct ComponentWriter(&'static str);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ComponentWriter {
+    type Writer = ComponentLine<std::io::Stderr>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        ComponentLine {
+            component: Some(self.0),
+            out: std::io::stderr(),
+        }
+    }
+}
+
+/// One event's writer: the first write that opens a JSON object gets the field.
+struct ComponentLine<W> {
+    component: Option<&'static str>,
+    out: W,
+}
+
+impl<W: std::io::Write> std::io::Write for ComponentLine<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match (self.component.take(), buf.split_first()) {
+            (Some(component), Some((b'{', rest))) => {
+                let mut line = Vec::with_capacity(buf.len() + component.len() + 16);
+                line.extend_from_slice(b"{\"component\":");
+                line.extend_from_slice(serde_json::Value::from(component).to_string().as_bytes());
+                if rest.first() != Some(&b'}') {
+                    line.push(b',');
+                }
+                line.extend_from_slice(rest);
+                self.out.write_all(&line)?;
+                Ok(buf.len())
+            }
+            _ => self.out.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Installs structured JSON logs on stderr (`RUST_LOG` overrides `level`; each line starts
+/// with `component`: `service` without its `policy-` prefix) and, when
 /// `tracing` is active, OpenTelemetry spans for `service`, exported over OTLP/gRPC when an
 /// endpoint is set. Call it inside the Tokio runtime (the exporter's channel needs it).
 /// A second call (tests) installs nothing.
@@ -147,7 +193,9 @@ pub fn init(
         .flatten_event(true)
         .with_current_span(true)
         .with_span_list(false)
-        .with_writer(std::io::stderr)
+        .with_writer(ComponentWriter(
+            service.strip_prefix("policy-").unwrap_or(service),
+        ))
         .with_filter(filter);
     let provider = if tracing.active() {
         Some(tracer_provider(service, tracing)?)
@@ -442,6 +490,27 @@ mod tests {
         );
         assert!(!files.iter().any(|f| f.contains("/p/")));
         assert!(cgroup_limit_files("0::/../../etc\n").len() == 2);
+    }
+
+    #[test]
+    fn component_opens_each_line() {
+        use std::io::Write;
+        let write = |chunks: &[&[u8]]| {
+            let mut line = ComponentLine {
+                component: Some("kernel"),
+                out: Vec::new(),
+            };
+            for chunk in chunks {
+                line.write_all(chunk).unwrap();
+            }
+            String::from_utf8(line.out).unwrap()
+        };
+        let text = write(&[b"{\"level\":\"INFO\",", b"\"message\":\"{x}\"}\n"]);
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["component"], "kernel");
+        assert_eq!(parsed["message"], "{x}");
+        assert_eq!(write(&[b"{}\n"]), "{\"component\":\"kernel\"}\n");
+        assert_eq!(write(&[b"plain\n"]), "plain\n");
     }
 
     #[test]

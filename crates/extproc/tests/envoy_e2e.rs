@@ -20,6 +20,8 @@ use sha2::{Digest, Sha256};
 
 #[path = "envoy_e2e/alerts.rs"]
 mod alerts;
+#[path = "envoy_e2e/logs.rs"]
+mod logs;
 #[path = "common/prometheus.rs"]
 mod prometheus;
 #[path = "envoy_e2e/shipped.rs"]
@@ -133,6 +135,11 @@ fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) ->
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     }
+}
+
+/// The upstream's echo of what it received.
+fn upstream_saw(reply: &Reply) -> Value {
+    serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.body))
 }
 
 fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {

@@ -249,6 +249,17 @@ fn request_context(
     }
 }
 
+/// The `:status` of response headers.
+fn upstream_status(headers: &HttpHeaders) -> Option<u16> {
+    headers
+        .headers
+        .as_ref()?
+        .headers
+        .iter()
+        .find(|h| h.key == ":status")
+        .and_then(|h| header_text(h).parse().ok())
+}
+
 fn response_context(headers: &HttpHeaders) -> proto::ResponseContext {
     let mut map = headers_of(headers);
     let status_code = map
@@ -574,6 +585,8 @@ impl StreamState {
             plan: self.plan.clone(),
             status: None,
             seconds: None,
+            request_id: self.request_id.clone(),
+            http_status: None,
         });
         let Some(plan) = self.plan.clone() else {
             self.settle("no_policy", None);
@@ -600,6 +613,9 @@ impl StreamState {
         kernel: &Kernel,
         headers: &HttpHeaders,
     ) -> ProcessingResponse {
+        if let Some(tally) = self.tally.as_mut() {
+            tally.http_status = upstream_status(headers);
+        }
         let Some(plan) = self.plan.clone() else {
             return wrap(Which::ResponseHeaders, Answer::pass(), None);
         };
@@ -636,6 +652,12 @@ impl StreamState {
         span.record("decision", status);
         self.span.record("decision", status);
         self.settle(status, Some(started.elapsed().as_secs_f64()));
+        if let (Answer::Reply(reply), Some(tally)) = (&answer, self.tally.as_mut()) {
+            tally.http_status = reply
+                .status
+                .as_ref()
+                .and_then(|s| u16::try_from(s.code).ok());
+        }
         answer
     }
 
@@ -760,13 +782,33 @@ struct Tally {
     status: Option<&'static str>,
     /// Time of the phases that called (or tried to call) the agent.
     seconds: Option<f64>,
+    request_id: String,
+    /// The status of the kernel's immediate response, else the upstream's when the kernel saw
+    /// the response headers.
+    http_status: Option<u16>,
 }
 
 impl Drop for Tally {
+    /// Counts the request and logs it: one INFO line per request (spec 7.2) with route,
+    /// chain, decision, HTTP status, kernel time and request id; never headers, so no
+    /// credential or cookie can reach the log.
     fn drop(&mut self) {
         let Some(status) = self.status else {
             return;
         };
+        let chain = |chain: Option<&super::routes::Chain>| {
+            chain.map_or_else(String::new, |c| c.names.to_string())
+        };
+        tracing::info!(
+            request_id = %self.request_id,
+            route = self.plan.as_ref().map_or("none", |p| p.name.as_str()),
+            chain = %chain(self.plan.as_ref().and_then(|p| p.request.as_ref())),
+            response_chain = %chain(self.plan.as_ref().and_then(|p| p.response.as_ref())),
+            decision = status,
+            status = self.http_status,
+            latency_ms = self.seconds.unwrap_or(0.0) * 1000.0,
+            "request"
+        );
         let metrics = &self.kernel.metrics;
         match &self.plan {
             Some(plan) => {

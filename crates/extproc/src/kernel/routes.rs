@@ -165,6 +165,8 @@ fn identity_headers(chain: &[ChainEntry], registry: &Registry) -> Arc<[String]> 
 pub struct Chain {
     /// Policies in order, each an encoded `proto::Policy`.
     pub policies: Arc<[Bytes]>,
+    /// The policy names, comma-separated (the `chain` field of the request log line).
+    pub names: Arc<str>,
     /// Ask Envoy to buffer the body of this phase.
     pub needs_body: bool,
     /// Headers the chain's policies write as identity (request phase; see
@@ -226,8 +228,10 @@ fn encode_chain(
             })
         })
         .collect();
+    let names: Vec<&str> = chain.iter().map(|entry| entry.policy.as_str()).collect();
     Some(Chain {
         policies,
+        names: names.join(",").into(),
         needs_body: catalog.needs_body(chain),
         identity_headers: match phase {
             Phase::Request => identity_headers(chain, registry),

@@ -56,10 +56,6 @@ fn write_shipped_configs(dir: &Path, ports: Ports) {
     .unwrap();
 }
 
-fn upstream_saw(reply: &Reply) -> Value {
-    serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.body))
-}
-
 #[test]
 fn shipped_files_require_credentials() {
     let Some(envoy) = envoy_or_skip("shipped_files_require_credentials") else {

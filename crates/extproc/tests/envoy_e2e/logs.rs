@@ -1,0 +1,147 @@
+//! The binaries' logs (spec 7.2), read from their stderr: every line is a JSON object with
+//! `component`, the kernel writes one INFO line per request, and no credential is logged.
+
+use std::collections::BTreeSet;
+
+use super::*;
+
+/// Every line of a process's log, parsed; fails on a line that is not a JSON object.
+pub(super) fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let value: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: not JSON: {line}"));
+            assert!(value.is_object(), "not an object: {line}");
+            value
+        })
+        .collect()
+}
+
+/// The kernel's per-request lines.
+pub(super) fn request_lines(kernel_log: &str) -> Vec<Value> {
+    json_lines(kernel_log)
+        .into_iter()
+        .filter(|line| line["message"] == "request")
+        .collect()
+}
+
+#[test]
+fn logs_carry_component_and_one_line_per_request_without_secrets() {
+    let Some(envoy) = envoy_or_skip("logs_carry_component_and_one_line_per_request") else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_agent_files(dir, &json!({"keys": []}), 0, "");
+    let ports = Ports::free();
+    std::fs::write(
+        dir.join("kernel.yaml"),
+        kernel_config(
+            &dir.join("agents/default.sock"),
+            ports.kernel,
+            ports.metrics,
+            true,
+        ),
+    )
+    .unwrap();
+    let stack = Stack::start(&envoy, dir, ports, start_upstream(&runtime));
+    let cookie = ("cookie", "session=cookie-secret-1234");
+    let bearer = ("authorization", "Bearer token-secret-5678");
+
+    let ok = stack.get(
+        "/api/v1/users/1",
+        &[("x-api-key", "alice-key"), cookie, bearer],
+    );
+    assert_eq!(ok.status, 200, "{}\n{}", ok.body, stack.logs());
+    let ok_id = upstream_saw(&ok)["headers"]["x-request-id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wrong = stack.get(
+        "/api/v1/users/1",
+        &[("x-api-key", "wrong-key-9012"), cookie],
+    );
+    assert_eq!(wrong.status, 403);
+    assert_eq!(stack.get("/api/v1/users/1", &[bearer]).status, 401);
+    assert_eq!(stack.get("/anything", &[cookie]).status, 200);
+
+    let kernel_log = || std::fs::read_to_string(dir.join("kernel.log")).unwrap();
+    stack.wait("four request lines", || {
+        request_lines(&kernel_log()).len() == 4
+    });
+    let kernel_text = kernel_log();
+    let agent_text = std::fs::read_to_string(dir.join("agent.log")).unwrap();
+    for (text, component) in [(&kernel_text, "kernel"), (&agent_text, "agent")] {
+        let lines = json_lines(text);
+        assert!(!lines.is_empty(), "no {component} log");
+        for line in lines {
+            assert_eq!(line["component"], component, "{line}");
+            assert!(
+                line["timestamp"].is_string() && line["level"].is_string(),
+                "{line}"
+            );
+        }
+        for secret in [
+            "alice-key",
+            "wrong-key-9012",
+            "cookie-secret-1234",
+            "token-secret-5678",
+        ] {
+            assert!(
+                !text.contains(secret),
+                "{component} logged {secret}:\n{text}"
+            );
+        }
+    }
+
+    let lines = request_lines(&kernel_text);
+    for line in &lines {
+        assert_eq!(line["level"], "INFO", "{line}");
+        let latency = line["latency_ms"].as_f64().unwrap();
+        assert!((0.0..10_000.0).contains(&latency), "{line}");
+        assert!(!line["request_id"].as_str().unwrap().is_empty(), "{line}");
+    }
+    let ids: BTreeSet<&str> = lines
+        .iter()
+        .map(|l| l["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 4, "request ids repeat: {lines:?}");
+    // The allowed request's line carries the id the upstream saw, both chains, and the
+    // upstream's status (seen in the response phase).
+    let allowed = lines
+        .iter()
+        .find(|l| l["request_id"] == ok_id.as_str())
+        .unwrap_or_else(|| panic!("no line for {ok_id}: {lines:?}"));
+    assert_eq!(allowed["route"], "users");
+    assert_eq!(allowed["chain"], "apiKeyAuth");
+    assert_eq!(
+        allowed["response_chain"],
+        "addSecurityHeaders,responseBodyTransform"
+    );
+    assert_eq!(allowed["decision"], "ok");
+    assert_eq!(allowed["status"], 200);
+    // The others, as (route, decision, status): the denials carry the policy's status; the
+    // default route has no response chain, so the kernel never sees the upstream's status.
+    let mut outcomes: Vec<(String, String, Option<u64>)> = lines
+        .iter()
+        .filter(|l| l["request_id"] != ok_id.as_str())
+        .map(|l| {
+            (
+                l["route"].as_str().unwrap().to_owned(),
+                l["decision"].as_str().unwrap().to_owned(),
+                l["status"].as_u64(),
+            )
+        })
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            ("default".into(), "ok".into(), None),
+            ("users".into(), "denied".into(), Some(401)),
+            ("users".into(), "denied".into(), Some(403)),
+        ]
+    );
+}
