@@ -25,6 +25,8 @@ use prometheus::sample;
 
 #[path = "engine/identity.rs"]
 mod identity;
+#[path = "engine/ip_filter.rs"]
+mod ip_filter;
 #[path = "engine/jwks.rs"]
 mod jwks;
 #[path = "engine/lanes.rs"]

@@ -19,6 +19,7 @@ mod allow_all;
 mod api_key;
 mod audit_log;
 mod body_transform;
+mod ip_filter;
 mod jwt;
 mod rate_limit;
 mod role_check;
@@ -161,6 +162,7 @@ impl Registry {
         registry.register(Arc::new(security_headers::AddSecurityHeaders));
         registry.register(Arc::new(body_transform::ResponseBodyTransform));
         registry.register(Arc::new(audit_log::AuditLog));
+        registry.register(Arc::new(ip_filter::IpFilter));
         Ok(registry)
     }
 

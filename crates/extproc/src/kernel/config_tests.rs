@@ -78,3 +78,37 @@ policy_kernel:
         assert!(problems.contains(needle), "{needle} missing in {problems}");
     }
 }
+
+#[test]
+fn builtin_catalog_compiles_metadata_beyond_the_schema() {
+    let config = KernelConfig::from_yaml(
+        r#"
+policy_kernel:
+  agents:
+    - name: a
+      socket_path: /tmp/a.sock
+  route_policies:
+    - route_name: r
+      request_policy_chain:
+        - policy: ipFilter
+          metadata: { deny: ["10.0.0.0/8", "2001:db8::1/32"] }
+        - policy: rateLimit
+          metadata: { requests_per_second: 1, key: "cookie" }
+        - policy: rateLimit
+          metadata: { requests_per_second: 1, store: redis }
+        - policy: ipFilter
+          metadata: { allow: ["192.0.2.0/24"] }
+"#,
+    )
+    .unwrap();
+    let problems = config.check_policies(&PolicyCatalog::builtin());
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let problem = &problems[0];
+    assert!(
+        problem.contains("`2001:db8::1/32` has bits set"),
+        "{problem}"
+    );
+    assert!(problem.contains("key must be client_ip"), "{problem}");
+    // store: redis needs an agent setting, not other metadata: the route itself is fine.
+    assert!(!problem.contains("redis"), "{problem}");
+}

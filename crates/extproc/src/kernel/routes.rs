@@ -10,7 +10,7 @@ use super::config::{ChainEntry, KernelConfig};
 use super::metrics::RouteSeries;
 use super::wire::encoded;
 use crate::agent::chain::Phase;
-use crate::agent::policies::Registry;
+use crate::agent::policies::{PolicyError, Registry};
 use crate::proto;
 
 /// What the kernel knows about one policy of an agent.
@@ -31,6 +31,10 @@ pub struct CatalogEntry {
 pub struct PolicyCatalog {
     /// Policy name → entry.
     pub policies: HashMap<String, CatalogEntry>,
+    /// The compiled-in policies themselves, when this is their catalog: metadata that fits
+    /// the schema is also compiled, so `--validate` reports what only the policy checks (a
+    /// malformed CIDR block of `ipFilter`).
+    compile_with: Option<Registry>,
 }
 
 impl PolicyCatalog {
@@ -61,13 +65,20 @@ impl PolicyCatalog {
                 (info.name.clone(), entry)
             })
             .collect();
-        Self { policies }
+        Self {
+            policies,
+            compile_with: None,
+        }
     }
 
     /// The policies compiled into this crate's agent (used by `--validate` and before an agent
     /// has answered).
     pub fn builtin() -> Self {
-        Self::of_registry(&builtin_registry())
+        let registry = builtin_registry();
+        Self {
+            compile_with: Some(registry.clone()),
+            ..Self::of_registry(&registry)
+        }
     }
 
     fn of_registry(registry: &Registry) -> Self {
@@ -86,7 +97,10 @@ impl PolicyCatalog {
                 )
             })
             .collect();
-        Self { policies }
+        Self {
+            policies,
+            compile_with: None,
+        }
     }
 
     /// Checks a chain: every policy exists, runs in `phase`, and its metadata fits the schema.
@@ -106,9 +120,22 @@ impl PolicyCatalog {
                     entry.policy
                 ));
             }
-            let metadata = Value::Object(entry.metadata.clone().into_iter().collect());
-            for error in crate::schema::validate(&metadata, &info.schema) {
+            let metadata: serde_json::Map<String, Value> =
+                entry.metadata.clone().into_iter().collect();
+            let schema_errors =
+                crate::schema::validate(&Value::Object(metadata.clone()), &info.schema);
+            let compiled = match (&self.compile_with, schema_errors.is_empty()) {
+                (Some(registry), true) => registry
+                    .get(&entry.policy)
+                    .map(|kind| kind.compile(&metadata)),
+                _ => None,
+            };
+            for error in schema_errors {
                 problems.push(format!("policy `{}` metadata {error}", entry.policy));
+            }
+            // Only metadata problems: the built-in registry has default settings (no keys).
+            if let Some(Err(PolicyError::Metadata(error))) = compiled {
+                problems.push(format!("policy `{}` metadata: {error}", entry.policy));
             }
         }
         if problems.is_empty() {

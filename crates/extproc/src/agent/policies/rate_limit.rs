@@ -197,8 +197,10 @@ impl PolicyKind for RateLimit {
             .map_or_else(|| meta.requests_per_second.ceil().max(1.0), f64::from);
         let store = match meta.store.as_deref() {
             Some("redis") => {
+                // An agent setting is missing, not the route's metadata (so the kernel's
+                // `--validate`, which compiles with default settings, accepts the route).
                 let redis = self.redis.clone().ok_or_else(|| {
-                    PolicyError::Metadata(
+                    PolicyError::Settings(
                         "store: redis needs agent_core.policy_settings.rateLimit.redis_url"
                             .to_owned(),
                     )
