@@ -332,6 +332,7 @@ impl Agent {
                 name: p.name.clone(),
                 on_failure: OnFailure::parse(&p.on_failure).unwrap_or_default(),
                 policy: self.resolve(p),
+                shadow: p.shadow,
             })
             .collect();
         // I/O gets half of that: past it the chain runs with what it has (an unknown JWT key
@@ -378,8 +379,13 @@ impl Agent {
 
     fn record(&self, result: &chain::ChainResult, ctx: &Context) {
         for step in &result.steps {
-            self.metrics
-                .executions
+            // A dry run's outcome had no effect: it is counted apart (its failures too).
+            let executions = if step.shadow {
+                &self.metrics.shadow_executions
+            } else {
+                &self.metrics.executions
+            };
+            executions
                 .get_or_create(&PolicyStatus {
                     policy: step.policy.clone(),
                     status: step.status.to_owned(),
@@ -391,7 +397,7 @@ impl Agent {
                     policy: step.policy.clone(),
                 })
                 .observe(step.seconds);
-            if let Some(reason) = step.reason {
+            if let Some(reason) = step.reason.filter(|_| !step.shadow) {
                 self.metrics
                     .failures
                     .get_or_create(&PolicyReason {

@@ -50,6 +50,7 @@ fn step(name: &str, fake: Fake, on_failure: OnFailure) -> Step {
         name: name.into(),
         on_failure,
         policy: Ok(Arc::new(fake)),
+        shadow: false,
     }
 }
 
@@ -58,6 +59,7 @@ fn unknown(name: &str) -> Step {
         name: name.into(),
         on_failure: OnFailure::Deny,
         policy: Err(PolicyError::Unknown(name.into())),
+        shadow: false,
     }
 }
 
@@ -220,6 +222,7 @@ fn api_key_step(metadata: serde_json::Value) -> Step {
         name: "apiKeyAuth".into(),
         on_failure: OnFailure::Deny,
         policy: kind.compile(metadata.as_object().unwrap()),
+        shadow: false,
     }
 }
 
@@ -303,4 +306,88 @@ fn no_policy_starts_after_the_deadline() {
     let result = run_chain(&steps(), &mut Context::default(), roomy);
     assert_eq!(result.status, ChainStatus::Ok);
     assert_eq!(ran(&result), ["slow", "next"]);
+}
+
+fn shadow(step: Step) -> Step {
+    Step {
+        shadow: true,
+        ..step
+    }
+}
+
+#[test]
+fn shadow_policies_are_evaluated_but_never_act() {
+    let mut ctx = Context::default();
+    let steps = [
+        shadow(step("deny", Fake::Deny(403), OnFailure::Deny)),
+        shadow(step("fail", Fake::Fail, OnFailure::Deny)),
+        shadow(step(
+            "set",
+            Fake::SetHeader("x-shadow", "1"),
+            OnFailure::Deny,
+        )),
+        // Sees the context without the shadow policy's header: it would have denied.
+        shadow(step(
+            "require",
+            Fake::RequireHeader("x-shadow"),
+            OnFailure::Deny,
+        )),
+        shadow(unknown("ghost")),
+        step("real", Fake::SetHeader("x-real", "1"), OnFailure::Deny),
+    ];
+    let limits = Limits {
+        fail_on_unknown: true,
+        ..LIMITS
+    };
+    let result = run_chain(&steps, &mut ctx, limits);
+    assert_eq!(result.status, ChainStatus::Ok);
+    assert_eq!(
+        result.instructions,
+        [Instruction::SetHeader {
+            key: "x-real".into(),
+            value: "1".into()
+        }]
+    );
+    assert!(!ctx.headers.contains_key("x-shadow"));
+    let reports: Vec<(&str, &str, Option<&str>, bool)> = result
+        .steps
+        .iter()
+        .map(|s| (s.policy.as_str(), s.status, s.reason, s.shadow))
+        .collect();
+    assert_eq!(
+        reports,
+        [
+            ("deny", "denied", None, true),
+            ("fail", "error", Some("execution_error"), true),
+            ("set", "ok", None, true),
+            ("require", "denied", None, true),
+            ("ghost", "unknown", Some("unknown_policy"), true),
+            ("real", "ok", None, false),
+        ]
+    );
+
+    // A real policy after a shadow one still decides.
+    let steps = [
+        shadow(step("deny", Fake::Deny(403), OnFailure::Deny)),
+        step("deny-for-real", Fake::Deny(401), OnFailure::Deny),
+    ];
+    let result = run_chain(&steps, &mut Context::default(), LIMITS);
+    assert_eq!(result.status, ChainStatus::Denied);
+    assert_eq!(result.policy_name, "deny-for-real");
+    assert_eq!(immediate_status(&result), Some(401));
+}
+
+#[test]
+fn a_passed_deadline_skips_shadow_policies_without_a_timeout() {
+    let steps = [
+        step("slow", Fake::Slow(20), OnFailure::Deny),
+        shadow(step("deny", Fake::Deny(403), OnFailure::Deny)),
+    ];
+    let limits = Limits {
+        deadline: Some(Instant::now() + std::time::Duration::from_millis(10)),
+        ..LIMITS
+    };
+    let result = run_chain(&steps, &mut Context::default(), limits);
+    assert_eq!(result.status, ChainStatus::Ok);
+    assert_eq!(ran(&result), ["slow"]);
 }

@@ -51,6 +51,9 @@ pub struct VersionLabel {
 pub struct AgentMetrics {
     /// `policy_agent_executions_total{policy, status}`.
     pub executions: Family<PolicyStatus, Counter>,
+    /// `policy_agent_shadow_executions_total{policy, status}`: dry-run (shadow) evaluations by
+    /// the status they would have had.
+    pub shadow_executions: Family<PolicyStatus, Counter>,
     /// `policy_agent_execution_duration_seconds{policy}`.
     pub duration: Family<PolicyLabel, Histogram>,
     /// `policy_agent_policy_failures_total{policy, reason}`.
@@ -66,6 +69,7 @@ impl AgentMetrics {
     pub fn new(registry: &mut Registry) -> Self {
         let metrics = Self {
             executions: Family::default(),
+            shadow_executions: Family::default(),
             duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.000_01, 2.0, 18))
             }),
@@ -80,6 +84,11 @@ impl AgentMetrics {
             "policy_agent_executions",
             "Policy executions by policy and result status",
             metrics.executions.clone(),
+        );
+        registry.register(
+            "policy_agent_shadow_executions",
+            "Shadow (dry-run) policy evaluations by policy and the status they would have had (ok, denied, error, unknown); they never change a request",
+            metrics.shadow_executions.clone(),
         );
         registry.register(
             "policy_agent_execution_duration_seconds",

@@ -158,6 +158,9 @@ pub struct ChainEntry {
     /// `deny` (default), `continue` or `skip_remaining`.
     #[serde(default)]
     pub on_failure: Option<String>,
+    /// Dry run: evaluated and recorded, never denies or fails the request.
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 /// One entry of `policy_kernel.route_policies`.
@@ -169,6 +172,9 @@ pub struct RoutePolicy {
     /// Agent that runs the chains (default: the first agent).
     #[serde(default)]
     pub agent: Option<String>,
+    /// Every entry of both chains is a dry run (see [`ChainEntry::shadow`]).
+    #[serde(default)]
+    pub shadow: bool,
     /// Request phase chain.
     #[serde(default)]
     pub request_policy_chain: Vec<ChainEntry>,
@@ -184,6 +190,9 @@ pub struct DefaultPolicy {
     /// Agent that runs the chains (default: the first agent).
     #[serde(default)]
     pub agent: Option<String>,
+    /// Every entry of both chains is a dry run (see [`ChainEntry::shadow`]).
+    #[serde(default)]
+    pub shadow: bool,
     /// Request phase chain.
     #[serde(default)]
     pub request_policy_chain: Vec<ChainEntry>,

@@ -252,6 +252,7 @@ fn encode_chain(
                 metadata,
                 on_failure: entry.on_failure.clone().unwrap_or_default(),
                 instance_key: crate::config_version(&identity),
+                shadow: entry.shadow,
             })
         })
         .collect();
@@ -276,8 +277,21 @@ impl RouteTable {
         let builtin = PolicyCatalog::of_registry(&registry);
         let plan = |name: &str,
                     agent: Option<&String>,
+                    shadow: bool,
                     request: &[ChainEntry],
                     response: &[ChainEntry]| {
+            // A route in shadow mode runs every entry of its chains as a dry run.
+            let mark = |chain: &[ChainEntry]| -> Vec<ChainEntry> {
+                chain
+                    .iter()
+                    .cloned()
+                    .map(|mut entry| {
+                        entry.shadow |= shadow;
+                        entry
+                    })
+                    .collect()
+            };
+            let (request, response) = (&mark(request)[..], &mark(response)[..]);
             let agent = config
                 .agent_for(agent)
                 .map(|a| a.name.clone())
@@ -318,6 +332,7 @@ impl RouteTable {
                     plan(
                         &r.route_name,
                         r.agent.as_ref(),
+                        r.shadow,
                         &r.request_policy_chain,
                         &r.response_policy_chain,
                     ),
@@ -328,6 +343,7 @@ impl RouteTable {
             plan(
                 "default",
                 d.agent.as_ref(),
+                d.shadow,
                 &d.request_policy_chain,
                 &d.response_policy_chain,
             )

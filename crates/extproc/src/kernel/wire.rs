@@ -55,6 +55,7 @@ mod tests {
             metadata: HashMap::from([("burst".into(), "5".into())]),
             on_failure: "continue".into(),
             instance_key: "k1".into(),
+            shadow: true,
         };
         let context = proto::RequestContext {
             headers: HashMap::from([("x-api-key".into(), "k".into())]),

@@ -145,3 +145,151 @@ fn logs_carry_component_and_one_line_per_request_without_secrets() {
         ]
     );
 }
+
+/// Shadow (dry-run) mode through Envoy: a chain that would deny lets every request through,
+/// and the agent's log (`shadow: true`) and `policy_agent_shadow_executions_total` show the
+/// denials it would have made; a real policy beside shadow ones still decides.
+#[test]
+fn shadow_policies_record_would_be_denials_and_never_deny() {
+    let Some(envoy) = envoy_or_skip("shadow_policies_record_would_be_denials_and_never_deny")
+    else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let agent_metrics = free_port();
+    write_agent_files(dir, &json!({"keys": []}), agent_metrics, "");
+    let ports = Ports::free();
+    // catch-all (`/anything`): the whole route in shadow mode, with a deny list that holds
+    // the test's own address and a required API key. limited: only the rate limit is a dry
+    // run. users: a shadow ipFilter before the real apiKeyAuth.
+    let kernel = substitute(
+        &kernel_config(
+            &dir.join("agents/default.sock"),
+            ports.kernel,
+            ports.metrics,
+            true,
+        ),
+        &[
+            (
+                "  default_policy:",
+                "    - route_name: catch-all\n      shadow: true\n      request_policy_chain:\n        - policy: ipFilter\n          metadata: {deny: [\"127.0.0.0/8\", \"::1\"]}\n        - policy: apiKeyAuth\n  default_policy:",
+            ),
+            ("burst: 2}\n", "burst: 2}\n          shadow: true\n"),
+            (
+                "    - route_name: users\n      request_policy_chain:\n",
+                "    - route_name: users\n      request_policy_chain:\n        - policy: ipFilter\n          shadow: true\n          metadata: {allow: [\"192.0.2.0/24\"]}\n",
+            ),
+        ],
+    );
+    std::fs::write(dir.join("kernel.yaml"), kernel).unwrap();
+    let stack = Stack::start(&envoy, dir, ports, start_upstream(&runtime));
+
+    let passed = stack.get("/anything", &[]);
+    assert_eq!(passed.status, 200, "{}\n{}", passed.body, stack.logs());
+    let passed_id = upstream_saw(&passed)["headers"]["x-request-id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The shadow apiKeyAuth set no identity for the upstream.
+    assert!(upstream_saw(&passed)["headers"].get("x-user-id").is_none());
+    let limited: Vec<u16> = (0..4).map(|_| stack.get("/limited", &[]).status).collect();
+    assert_eq!(limited, [200; 4]);
+    assert_eq!(stack.get("/api/v1/users/1", &[]).status, 401);
+    assert_eq!(
+        stack
+            .get("/api/v1/users/1", &[("x-api-key", "alice-key")])
+            .status,
+        200
+    );
+
+    let agent_log = || std::fs::read_to_string(dir.join("agent.log")).unwrap();
+    let shadow_lines = |text: &str| -> Vec<Value> {
+        json_lines(text)
+            .into_iter()
+            .filter(|l| l["shadow"] == true)
+            .collect()
+    };
+    // catch-all: 2, limited: 2 (of 4 requests, burst 2), users: 2.
+    stack.wait("six shadow lines", || shadow_lines(&agent_log()).len() == 6);
+    let lines = shadow_lines(&agent_log());
+    let mut seen: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| {
+            assert_eq!(l["component"], "agent", "{l}");
+            assert_eq!(l["level"], "INFO", "{l}");
+            (
+                l["policy.name"].as_str().unwrap().to_owned(),
+                l["decision"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let want: Vec<(String, String)> = [
+        ("apiKeyAuth", "denied"),
+        ("ipFilter", "denied"),
+        ("ipFilter", "denied"),
+        ("ipFilter", "denied"),
+        ("rateLimit", "denied"),
+        ("rateLimit", "denied"),
+    ]
+    .iter()
+    .map(|(p, d)| ((*p).to_owned(), (*d).to_owned()))
+    .collect();
+    assert_eq!(seen, want);
+    let for_passed: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["request_id"] == passed_id.as_str())
+        .map(|l| l["policy.name"].as_str().unwrap())
+        .collect();
+    assert_eq!(for_passed, ["ipFilter", "apiKeyAuth"]);
+
+    let metrics = http(
+        SocketAddr::from(([127, 0, 0, 1], agent_metrics)),
+        "GET",
+        "/metrics",
+        &[],
+    )
+    .body;
+    let shadow = |policy: &str, status: &str| {
+        prometheus::sample(
+            &metrics,
+            "policy_agent_shadow_executions_total",
+            &[("policy", policy), ("status", status)],
+        )
+    };
+    assert_eq!(shadow("ipFilter", "denied"), Some(3.0), "{metrics}");
+    assert_eq!(shadow("apiKeyAuth", "denied"), Some(1.0), "{metrics}");
+    assert_eq!(shadow("rateLimit", "denied"), Some(2.0), "{metrics}");
+    assert_eq!(shadow("rateLimit", "ok"), Some(2.0), "{metrics}");
+    // Dry runs are not executions: the real apiKeyAuth on users counts once each way.
+    let real = |policy: &str, status: &str| {
+        prometheus::sample(
+            &metrics,
+            "policy_agent_executions_total",
+            &[("policy", policy), ("status", status)],
+        )
+    };
+    assert_eq!(real("ipFilter", "denied"), None, "{metrics}");
+    assert_eq!(real("rateLimit", "denied"), None, "{metrics}");
+    assert_eq!(real("apiKeyAuth", "denied"), Some(1.0), "{metrics}");
+    assert_eq!(real("apiKeyAuth", "ok"), Some(1.0), "{metrics}");
+    // The kernel saw only allowed requests on the shadow routes.
+    let kernel_metrics = http(stack.metrics, "GET", "/metrics", &[]).body;
+    for (route, count) in [("catch-all", 1.0), ("limited", 4.0)] {
+        assert_eq!(
+            prometheus::sample(
+                &kernel_metrics,
+                "policy_kernel_requests_total",
+                &[
+                    ("route", route),
+                    ("agent", "default-agent"),
+                    ("status", "ok")
+                ]
+            ),
+            Some(count),
+            "{kernel_metrics}"
+        );
+    }
+}
