@@ -19,7 +19,9 @@ mod server;
 
 pub use config::{AgentConfig, AgentConfigError};
 
-use chain::{ChainStatus, Context, Instruction, Limits, OnFailure, Phase, ResponseData, Step};
+use chain::{
+    ChainStatus, Condition, Context, Instruction, Limits, OnFailure, Phase, ResponseData, Step,
+};
 use metrics::{AgentMetrics, PolicyLabel, PolicyReason, PolicyStatus, SizeType, VersionLabel};
 use policies::{CompiledPolicy, PolicyError, Registry};
 
@@ -333,6 +335,18 @@ impl Agent {
                 on_failure: OnFailure::parse(&p.on_failure).unwrap_or_default(),
                 policy: self.resolve(p),
                 shadow: p.shadow,
+                when: p
+                    .when
+                    .as_ref()
+                    .map_or_else(Condition::default, |w| Condition {
+                        methods: w.methods.clone(),
+                        path_prefixes: w.path_prefixes.clone(),
+                        headers: w
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                            .collect(),
+                    }),
             })
             .collect();
         // I/O gets half of that: past it the chain runs with what it has (an unknown JWT key

@@ -23,6 +23,8 @@ use tonic::transport::Channel;
 mod prometheus;
 use prometheus::sample;
 
+#[path = "engine/conditions.rs"]
+mod conditions;
 #[path = "engine/identity.rs"]
 mod identity;
 #[path = "engine/ip_filter.rs"]

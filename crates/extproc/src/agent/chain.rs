@@ -225,6 +225,37 @@ impl Context {
     }
 }
 
+/// When a chain entry applies: every part given must match; an empty part matches all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Condition {
+    /// HTTP methods, any of.
+    pub methods: Vec<String>,
+    /// Prefixes of the path without its query string, any of.
+    pub path_prefixes: Vec<String>,
+    /// Request headers (lowercase names) with their exact values, all of.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Condition {
+    /// Whether the request of `ctx` (as earlier policies left it) matches.
+    pub fn matches(&self, ctx: &Context) -> bool {
+        let path = ctx
+            .path
+            .split_once('?')
+            .map_or(ctx.path.as_str(), |(p, _)| p);
+        (self.methods.is_empty() || self.methods.contains(&ctx.method))
+            && (self.path_prefixes.is_empty()
+                || self
+                    .path_prefixes
+                    .iter()
+                    .any(|p| path.starts_with(p.as_str())))
+            && self
+                .headers
+                .iter()
+                .all(|(name, value)| ctx.headers.get(name) == Some(value))
+    }
+}
+
 /// One entry of a chain as the agent resolved it.
 pub struct Step {
     /// Policy name as configured.
@@ -236,6 +267,8 @@ pub struct Step {
     /// Dry run: the policy is evaluated and its outcome reported, but its instructions are
     /// dropped and it never stops the chain (no denial, no failure).
     pub shadow: bool,
+    /// The step runs only when the request matches; otherwise it is passed over unrecorded.
+    pub when: Condition,
 }
 
 /// Overall status of a chain (mirrors the wire `StatusCode`).
@@ -313,6 +346,10 @@ pub fn run_chain(steps: &[Step], ctx: &mut Context, limits: Limits) -> ChainResu
         strip_identity_headers(steps, ctx, &mut result);
     }
     for step in steps {
+        if !step.when.matches(ctx) {
+            tracing::debug!(request_id = %ctx.request_id, policy.name = %step.name, "condition not met: policy passed over");
+            continue;
+        }
         if limits
             .deadline
             .is_some_and(|deadline| Instant::now() >= deadline)

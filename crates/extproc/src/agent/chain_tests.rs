@@ -51,6 +51,7 @@ fn step(name: &str, fake: Fake, on_failure: OnFailure) -> Step {
         on_failure,
         policy: Ok(Arc::new(fake)),
         shadow: false,
+        when: Condition::default(),
     }
 }
 
@@ -60,6 +61,7 @@ fn unknown(name: &str) -> Step {
         on_failure: OnFailure::Deny,
         policy: Err(PolicyError::Unknown(name.into())),
         shadow: false,
+        when: Condition::default(),
     }
 }
 
@@ -223,6 +225,7 @@ fn api_key_step(metadata: serde_json::Value) -> Step {
         on_failure: OnFailure::Deny,
         policy: kind.compile(metadata.as_object().unwrap()),
         shadow: false,
+        when: Condition::default(),
     }
 }
 
@@ -390,4 +393,58 @@ fn a_passed_deadline_skips_shadow_policies_without_a_timeout() {
     let result = run_chain(&steps, &mut Context::default(), limits);
     assert_eq!(result.status, ChainStatus::Ok);
     assert_eq!(ran(&result), ["slow"]);
+}
+
+#[test]
+fn conditions_choose_the_steps_that_run() {
+    let when = |methods: &[&str], prefixes: &[&str], headers: &[(&str, &str)]| Condition {
+        methods: methods.iter().map(|m| (*m).to_owned()).collect(),
+        path_prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    };
+    let ctx = |method: &str, path: &str, headers: &[(&str, &str)]| Context {
+        method: method.into(),
+        path: path.into(),
+        ..request_with(headers)
+    };
+    let c = when(
+        &["POST", "PUT"],
+        &["/admin/", "/ops"],
+        &[("x-tenant", "acme")],
+    );
+    let acme = [("x-tenant", "acme")];
+    assert!(c.matches(&ctx("POST", "/admin/users?x=1", &acme)));
+    assert!(
+        c.matches(&ctx("PUT", "/opsx", &acme)),
+        "a plain string prefix"
+    );
+    assert!(!c.matches(&ctx("GET", "/admin/users", &acme)));
+    assert!(
+        !c.matches(&ctx("POST", "/public?/admin/", &acme)),
+        "the query is not the path"
+    );
+    assert!(!c.matches(&ctx("POST", "/admin/", &[("x-tenant", "other")])));
+    assert!(!c.matches(&ctx("POST", "/admin/", &[])));
+    assert!(
+        !c.matches(&ctx("post", "/admin/", &acme)),
+        "methods are case-sensitive"
+    );
+    assert!(Condition::default().matches(&ctx("GET", "/", &[])));
+
+    // In a chain: the deny applies to POST only; a passed-over step is not reported.
+    let steps = [
+        Step {
+            when: when(&["POST"], &[], &[]),
+            ..step("deny-posts", Fake::Deny(403), OnFailure::Deny)
+        },
+        step("set", Fake::SetHeader("x-ran", "1"), OnFailure::Deny),
+    ];
+    let get = run_chain(&steps, &mut ctx("GET", "/", &[]), LIMITS);
+    assert_eq!((get.status, ran(&get)), (ChainStatus::Ok, vec!["set"]));
+    let post = run_chain(&steps, &mut ctx("POST", "/", &[]), LIMITS);
+    assert_eq!(post.status, ChainStatus::Denied);
+    assert_eq!(ran(&post), ["deny-posts"]);
 }

@@ -112,3 +112,40 @@ policy_kernel:
     // store: redis needs an agent setting, not other metadata: the route itself is fine.
     assert!(!problem.contains("redis"), "{problem}");
 }
+
+#[test]
+fn conditions_are_strict() {
+    let error = KernelConfig::from_yaml(
+        r#"
+policy_kernel:
+  agents: [{name: a, socket_path: /tmp/a.sock}]
+  route_policies:
+    - route_name: r
+      request_policy_chain:
+        - policy: allowAll
+          when: {}
+        - policy: allowAll
+          when: {methods: [get, ""], path_prefixes: [admin, "/a?b"], headers: {"bad name": x}}
+        - policy: allowAll
+          when: {methods: [POST], path_prefixes: [/admin/], headers: {X-Tenant: acme}}
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "request_policy_chain[0].when needs methods, path_prefixes or headers",
+        "when.methods[0] `get` must be an uppercase HTTP method",
+        "when.methods[1] `` must be",
+        "when.path_prefixes[0] `admin` must start with /",
+        "when.path_prefixes[1] `/a?b`",
+        "when.headers `bad name` is not a header name",
+    ] {
+        assert!(error.contains(needle), "{needle} missing in {error}");
+    }
+    assert!(!error.contains("[2].when"), "{error}");
+    let unknown = KernelConfig::from_yaml(
+        "policy_kernel:\n  agents: [{name: a, socket_path: /tmp/a.sock}]\n  route_policies:\n    - route_name: r\n      request_policy_chain:\n        - policy: allowAll\n          when: {method: GET}\n",
+    )
+    .unwrap_err();
+    assert!(unknown.to_string().contains("method"), "{unknown}");
+}

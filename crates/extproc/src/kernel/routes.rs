@@ -253,6 +253,15 @@ fn encode_chain(
                 on_failure: entry.on_failure.clone().unwrap_or_default(),
                 instance_key: crate::config_version(&identity),
                 shadow: entry.shadow,
+                when: entry.when.as_ref().map(|when| proto::Condition {
+                    methods: when.methods.clone(),
+                    path_prefixes: when.path_prefixes.clone(),
+                    headers: when
+                        .headers
+                        .iter()
+                        .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+                        .collect(),
+                }),
             })
         })
         .collect();

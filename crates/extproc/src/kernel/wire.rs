@@ -56,6 +56,10 @@ mod tests {
             on_failure: "continue".into(),
             instance_key: "k1".into(),
             shadow: true,
+            when: Some(proto::Condition {
+                methods: vec!["POST".into()],
+                ..Default::default()
+            }),
         };
         let context = proto::RequestContext {
             headers: HashMap::from([("x-api-key".into(), "k".into())]),
