@@ -255,6 +255,19 @@ impl Agent {
         Ok(compiled)
     }
 
+    /// Every compiled-in policy's health ([`policies::PolicyKind::health`]).
+    pub fn policy_health(&self) -> Vec<proto::PolicyHealth> {
+        self.registry
+            .health()
+            .into_iter()
+            .map(|(name, health)| proto::PolicyHealth {
+                name: name.to_owned(),
+                healthy: health.is_ok(),
+                reason: health.err().unwrap_or_default(),
+            })
+            .collect()
+    }
+
     /// Runs one request's chain: first the policies' I/O ([`CompiledPolicy::prepare`]), then
     /// the chain itself, synchronously. Never fails: problems become statuses and immediate
     /// responses. The answer carries the request's `call_id`.
@@ -513,6 +526,7 @@ pub async fn start(config: &AgentConfig, version: String) -> Result<RunningAgent
     let agent = Arc::new(Agent::new(config, version, metrics.clone())?);
     agent.registry.start().await;
     let current = Arc::new(RwLock::new(agent));
+    registry.register_collector(Box::new(metrics::PolicyHealthGauge(Arc::clone(&current))));
     let core = &config.agent_core;
     let socket_path = core.socket_path.clone();
     let listener = crate::uds::bind_private(&socket_path).map_err(|source| AgentError::Listen {

@@ -20,6 +20,8 @@ use sha2::{Digest, Sha256};
 
 #[path = "envoy_e2e/alerts.rs"]
 mod alerts;
+#[path = "envoy_e2e/health.rs"]
+mod health;
 #[path = "envoy_e2e/logs.rs"]
 mod logs;
 #[path = "common/prometheus.rs"]
@@ -260,6 +262,22 @@ fn write_agent_files(dir: &Path, jwks: &Value, metrics_port: u16, extra: &str) {
         ),
     )
     .unwrap();
+}
+
+/// Writes `dir`'s kernel.yaml ([`kernel_config`], API key required) on free ports.
+fn write_kernel_config(dir: &Path) -> Ports {
+    let ports = Ports::free();
+    std::fs::write(
+        dir.join("kernel.yaml"),
+        kernel_config(
+            &dir.join("agents/default.sock"),
+            ports.kernel,
+            ports.metrics,
+            true,
+        ),
+    )
+    .unwrap();
+    ports
 }
 
 /// Replaces each `from` with its `to`; panics when a `from` is missing, so a shipped file that

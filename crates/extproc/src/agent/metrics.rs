@@ -46,6 +46,38 @@ pub struct VersionLabel {
     pub version: String,
 }
 
+/// `policy_agent_policy_health{policy}` (0 unhealthy, 1 healthy), read from the loaded
+/// configuration's policies at each scrape.
+#[derive(Debug)]
+pub struct PolicyHealthGauge(pub std::sync::Arc<std::sync::RwLock<std::sync::Arc<super::Agent>>>);
+
+impl prometheus_client::collector::Collector for PolicyHealthGauge {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        use prometheus_client::metrics::MetricType;
+        let Some(health) = self.0.read().ok().map(|agent| agent.policy_health()) else {
+            return Ok(());
+        };
+        let mut family = encoder.encode_descriptor(
+            "policy_agent_policy_health",
+            "Policy health (0 unhealthy: keys missing or their source or store failing at last use; 1 healthy)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for policy in health {
+            let labels = PolicyLabel {
+                policy: policy.name,
+            };
+            ConstGauge::new(i64::from(policy.healthy)).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
 /// Every agent metric.
 #[derive(Clone)]
 pub struct AgentMetrics {

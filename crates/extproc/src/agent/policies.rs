@@ -93,6 +93,11 @@ pub trait PolicyKind: Send + Sync {
     fn start(&self) -> Option<Pending> {
         None
     }
+    /// Whether the kind can do its work now (its keys loaded, its store reachable at last
+    /// use); the error says why not, without secrets. Defaults to healthy.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
     /// Builds an executable policy from route metadata (already decoded from the wire).
     fn compile(
         &self,
@@ -171,6 +176,14 @@ impl Registry {
         for pending in self.kinds.values().filter_map(|k| k.start()) {
             pending.await;
         }
+    }
+
+    /// Every registered kind's health, by name.
+    pub fn health(&self) -> Vec<(&'static str, Result<(), String>)> {
+        self.kinds
+            .iter()
+            .map(|(name, kind)| (*name, kind.health()))
+            .collect()
     }
 
     /// Descriptors of every registered kind, for discovery and offline validation.

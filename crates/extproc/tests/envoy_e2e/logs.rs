@@ -35,17 +35,7 @@ fn logs_carry_component_and_one_line_per_request_without_secrets() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     write_agent_files(dir, &json!({"keys": []}), 0, "");
-    let ports = Ports::free();
-    std::fs::write(
-        dir.join("kernel.yaml"),
-        kernel_config(
-            &dir.join("agents/default.sock"),
-            ports.kernel,
-            ports.metrics,
-            true,
-        ),
-    )
-    .unwrap();
+    let ports = write_kernel_config(dir);
     let stack = Stack::start(&envoy, dir, ports, start_upstream(&runtime));
     let cookie = ("cookie", "session=cookie-secret-1234");
     let bearer = ("authorization", "Bearer token-secret-5678");
