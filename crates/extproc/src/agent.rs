@@ -591,14 +591,20 @@ pub async fn run(config_path: &Path) -> Result<(), AgentError> {
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                match AgentConfig::load(config_path) {
-                    Ok((config, version)) => {
-                        if let Err(error) = running.reload(&config, version).await {
-                            tracing::error!(%error, "reload failed; keeping the previous configuration");
-                        }
-                    }
-                    Err(error) => tracing::error!(%error, "reload failed; keeping the previous configuration"),
+                let reloaded = match AgentConfig::load(config_path) {
+                    Ok((config, version)) => running.reload(&config, version).await,
+                    Err(error) => Err(error.into()),
+                };
+                if let Err(error) = &reloaded {
+                    tracing::error!(%error, "reload failed; keeping the previous configuration");
                 }
+                running
+                    .metrics
+                    .config_reloads
+                    .get_or_create(&metrics::StatusLabel {
+                        status: if reloaded.is_ok() { "success" } else { "failure" }.to_owned(),
+                    })
+                    .inc();
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,

@@ -39,6 +39,13 @@ pub struct SizeType {
     pub r#type: String,
 }
 
+/// `{status}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// `success` or `failure`.
+    pub status: String,
+}
+
 /// `{version}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabel {
@@ -92,6 +99,8 @@ pub struct AgentMetrics {
     pub failures: Family<PolicyReason, Counter>,
     /// `policy_agent_context_size_bytes{type}`.
     pub context_size: Family<SizeType, Histogram>,
+    /// `policy_agent_config_reload_total{status}` (SIGHUP reloads).
+    pub config_reloads: Family<StatusLabel, Counter>,
     /// `policy_agent_config_info{version}`: 1 for the loaded configuration.
     pub config_info: Family<VersionLabel, Gauge>,
 }
@@ -109,6 +118,7 @@ impl AgentMetrics {
             context_size: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(64.0, 4.0, 10))
             }),
+            config_reloads: Family::default(),
             config_info: Family::default(),
         };
         // prometheus-client appends `_total` to counters.
@@ -136,6 +146,11 @@ impl AgentMetrics {
             "policy_agent_context_size_bytes",
             "Size of the request context by part (headers, body, state)",
             metrics.context_size.clone(),
+        );
+        registry.register(
+            "policy_agent_config_reload",
+            "Configuration reloads (SIGHUP) by result; a failed one keeps the previous configuration",
+            metrics.config_reloads.clone(),
         );
         registry.register(
             "policy_agent_config_info",

@@ -245,12 +245,13 @@ fn alert_rules_use_only_exported_metrics() {
         "PolicyKernelHighErrorRate",
         "PolicyEngineMemoryHigh",
         "PolicyKernelConfigReloadFailed",
+        "PolicyAgentConfigReloadFailed",
     ] {
         assert!(alerts.contains(wanted), "no rule {wanted}");
     }
 
     // The binaries, with traffic (allowed, denied, and a policy failure: `limited` keeps its
-    // buckets in a Redis that is not there) and one refused reload, so that every series the
+    // buckets in a Redis that is not there) and a refused reload in each process, so that every series the
     // rules select exists (prometheus-client leaves out a family that has none).
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let tmp = tempfile::tempdir().unwrap();
@@ -281,12 +282,6 @@ fn alert_rules_use_only_exported_metrics() {
     );
     assert_eq!(stack.get("/api/v1/users/1", &[]).status, 401);
     assert_eq!(stack.get("/limited", &[]).status, 500);
-    std::fs::write(dir.join("kernel.yaml"), "policy_kernel: {nonsense: 1}\n").unwrap();
-    let hup = Command::new("kill")
-        .args(["-HUP", &stack.kernel.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
     let scrape = |port: u16| {
         http(
             SocketAddr::from(([127, 0, 0, 1], port)),
@@ -296,12 +291,32 @@ fn alert_rules_use_only_exported_metrics() {
         )
         .body
     };
-    stack.wait("the refused reload counted", || {
+    let hup = |process: &Proc| {
+        let sent = Command::new("kill")
+            .args(["-HUP", &process.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    // A reload of the unchanged agent file succeeds and is counted as such.
+    hup(&stack.agent);
+    stack.wait("the agent's reload counted", || {
         prometheus::sample(
-            &scrape(ports.metrics),
-            "policy_kernel_config_reload_total",
-            &[("status", "failure")],
+            &scrape(agent_metrics),
+            "policy_agent_config_reload_total",
+            &[("status", "success")],
         ) == Some(1.0)
+    });
+    for (file, process) in [("kernel.yaml", &stack.kernel), ("agent.yaml", &stack.agent)] {
+        std::fs::write(dir.join(file), "nonsense: 1\n").unwrap();
+        hup(process);
+    }
+    stack.wait("the refused reloads counted", || {
+        let refused = |port, name| {
+            prometheus::sample(&scrape(port), name, &[("status", "failure")]) == Some(1.0)
+        };
+        refused(ports.metrics, "policy_kernel_config_reload_total")
+            && refused(agent_metrics, "policy_agent_config_reload_total")
     });
     let kernel_text = scrape(ports.metrics);
     let agent_text = scrape(agent_metrics);
@@ -344,14 +359,15 @@ fn alert_rules_use_only_exported_metrics() {
                         );
                     }
                 }
-                if name == "policy_kernel_config_reload_total" {
+                if name.ends_with("_config_reload_total") {
+                    let found = [&kernel_text, &agent_text].iter().any(|text| {
+                        prometheus::sample(text, name, &[(&matcher.label, &matcher.value)])
+                            .is_some()
+                    });
                     assert!(
-                        prometheus::sample(&kernel_text, name, &[(&matcher.label, &matcher.value)])
-                            .is_some(),
+                        found,
                         "{}: no {name} series with {}={}",
-                        rule.alert,
-                        matcher.label,
-                        matcher.value
+                        rule.alert, matcher.label, matcher.value
                     );
                 }
             }
