@@ -130,9 +130,9 @@ impl Telemetry {
     }
 }
 
-/// Writes each JSON log line to stderr with `"component":"<name>"` as its first field (spec
-/// 7.2: `kernel` or `agent`). The formatter writes a whole line per event, through one writer
-/// made for that event.
+/// Writes each JSON log line to stderr with `"component":"<name>"` as its first field and the
+/// level in lower case (spec 7.2: `kernel` or `agent`; `debug`, `info`, `warn`, `error`). The
+/// formatter writes a whole line per event, through one writer made for that event.
 struct ComponentWriter(&'static str);
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ComponentWriter {
@@ -163,6 +163,7 @@ impl<W: std::io::Write> std::io::Write for ComponentLine<W> {
                     line.push(b',');
                 }
                 line.extend_from_slice(rest);
+                lowercase_level(&mut line);
                 self.out.write_all(&line)?;
                 Ok(buf.len())
             }
@@ -175,8 +176,24 @@ impl<W: std::io::Write> std::io::Write for ComponentLine<W> {
     }
 }
 
+/// Lowers the value of the line's first `"level":"…"` (the formatter writes it before any
+/// event field; a string value containing it would be escaped, `\"level\"`).
+fn lowercase_level(line: &mut [u8]) {
+    const KEY: &[u8] = b"\"level\":\"";
+    let Some(at) = line.windows(KEY.len()).position(|w| w == KEY) else {
+        return;
+    };
+    let start = at + KEY.len();
+    for byte in line[start..]
+        .iter_mut()
+        .take_while(|b| b.is_ascii_uppercase())
+    {
+        byte.make_ascii_lowercase();
+    }
+}
+
 /// Installs structured JSON logs on stderr (`RUST_LOG` overrides `level`; each line starts
-/// with `component`: `service` without its `policy-` prefix) and, when
+/// with `component`: `service` without its `policy-` prefix; levels in lower case) and, when
 /// `tracing` is active, OpenTelemetry spans for `service`, exported over OTLP/gRPC when an
 /// endpoint is set. Call it inside the Tokio runtime (the exporter's channel needs it).
 /// A second call (tests) installs nothing.
@@ -508,6 +525,11 @@ mod tests {
         let text = write(&[b"{\"level\":\"INFO\",", b"\"message\":\"{x}\"}\n"]);
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(parsed["component"], "kernel");
+        assert_eq!(parsed["level"], "info");
+        let quoted = write(&[b"{\"message\":\"\\\"level\\\":\\\"X\",\"level\":\"WARN\"}\n"]);
+        let escaped: serde_json::Value = serde_json::from_str(&quoted).unwrap();
+        assert_eq!(escaped["level"], "warn", "{quoted}");
+        assert_eq!(escaped["message"], "\"level\":\"X", "{quoted}");
         assert_eq!(parsed["message"], "{x}");
         assert_eq!(write(&[b"{}\n"]), "{\"component\":\"kernel\"}\n");
         assert_eq!(write(&[b"plain\n"]), "plain\n");

@@ -115,7 +115,7 @@ fn policy_health_follows_the_jwks_source() {
     }
     let unhealthy = kernel_lines("policy unhealthy");
     assert_eq!(unhealthy.len(), 1, "{unhealthy:?}");
-    assert_eq!(unhealthy[0]["level"], "WARN");
+    assert_eq!(unhealthy[0]["level"], "warn");
     assert_eq!(unhealthy[0]["policy.name"], "jwtValidation");
     assert!(
         unhealthy[0]["reason"]
