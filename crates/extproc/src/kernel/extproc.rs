@@ -577,17 +577,18 @@ impl StreamState {
         );
         // Continue Envoy's trace when it sent a `traceparent` header.
         crate::telemetry::continue_trace(&self.span, &self.request.headers);
-        self.snapshot = Some(snapshot);
         let mode = Some(mode_for(plan.as_deref()));
         self.plan = plan;
         self.tally = Some(Tally {
             kernel: Arc::clone(kernel),
+            snapshot: Arc::clone(&snapshot),
             plan: self.plan.clone(),
             status: None,
             seconds: None,
             request_id: self.request_id.clone(),
             http_status: None,
         });
+        self.snapshot = Some(snapshot);
         let Some(plan) = self.plan.clone() else {
             self.settle("no_policy", None);
             return wrap(Which::RequestHeaders, Answer::pass(), mode);
@@ -776,6 +777,8 @@ impl StreamState {
 /// when Envoy resets the stream).
 struct Tally {
     kernel: Arc<Kernel>,
+    /// The configuration the request ran with (its version is logged).
+    snapshot: Arc<KernelState>,
     /// None: no route and no default policy.
     plan: Option<Arc<RoutePlan>>,
     /// None until a phase is decided (a request whose body never came is not counted).
@@ -807,6 +810,7 @@ impl Drop for Tally {
             decision = status,
             status = self.http_status,
             latency_ms = self.seconds.unwrap_or(0.0) * 1000.0,
+            config.version = %self.snapshot.version,
             "request"
         );
         let metrics = &self.kernel.metrics;

@@ -89,7 +89,19 @@ fn logs_carry_component_and_one_line_per_request_without_secrets() {
     }
 
     let lines = request_lines(&kernel_text);
+    let metrics = http(stack.metrics, "GET", "/metrics", &[]).body;
     for line in &lines {
+        // The configuration version in use, as policy_kernel_config_info names it.
+        let version = line["config.version"].as_str().unwrap();
+        assert_eq!(
+            prometheus::sample(
+                &metrics,
+                "policy_kernel_config_info",
+                &[("version", version)]
+            ),
+            Some(1.0),
+            "{line}\n{metrics}"
+        );
         assert_eq!(line["level"], "info", "{line}");
         let latency = line["latency_ms"].as_f64().unwrap();
         assert!((0.0..10_000.0).contains(&latency), "{line}");
