@@ -25,6 +25,10 @@ use chain::{
 use metrics::{AgentMetrics, PolicyLabel, PolicyReason, PolicyStatus, SizeType, VersionLabel};
 use policies::{CompiledPolicy, PolicyError, Registry};
 
+/// `PolicyResponse.metadata` key listing the shadow policies that would have stopped the
+/// request, as `policy:status` separated by commas (`ipFilter:denied`).
+pub const SHADOW_METADATA: &str = "shadow";
+
 /// Version reported in `GetAgentConfig`.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -376,8 +380,19 @@ impl Agent {
             deadline: Some(started + allowed),
             ..self.limits
         };
-        let result = chain::run_chain(&steps, &mut ctx, limits);
+        let mut result = chain::run_chain(&steps, &mut ctx, limits);
         self.record(&result, &ctx);
+        let would_stop: Vec<String> = result
+            .steps
+            .iter()
+            .filter(|s| s.shadow && s.status != "ok")
+            .map(|s| format!("{}:{}", s.policy, s.status))
+            .collect();
+        if !would_stop.is_empty() {
+            result
+                .metadata
+                .insert(SHADOW_METADATA.to_owned(), would_stop.join(","));
+        }
         tracing::debug!(
             request_id = %request.request_id,
             status = ?result.status,

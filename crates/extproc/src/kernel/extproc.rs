@@ -587,6 +587,7 @@ impl StreamState {
             seconds: None,
             request_id: self.request_id.clone(),
             http_status: None,
+            shadow: None,
         });
         self.snapshot = Some(snapshot);
         let Some(plan) = self.plan.clone() else {
@@ -713,6 +714,7 @@ impl StreamState {
         crate::telemetry::inject_trace(&call, &mut request.trace_context);
         let failure = match conn.execute(agent, request).instrument(call).await {
             Ok(answer) => {
+                self.note_shadow(&answer);
                 let code = answer.status.as_ref().map(|s| s.code);
                 match convert(answer) {
                     Ok(Ok(answer)) => {
@@ -789,6 +791,8 @@ struct Tally {
     /// The status of the kernel's immediate response, else the upstream's when the kernel saw
     /// the response headers.
     http_status: Option<u16>,
+    /// Shadow policies that would have stopped the request (`ipFilter:denied`), per the agent.
+    shadow: Option<String>,
 }
 
 impl Drop for Tally {
@@ -811,6 +815,7 @@ impl Drop for Tally {
             status = self.http_status,
             latency_ms = self.seconds.unwrap_or(0.0) * 1000.0,
             config.version = %self.snapshot.version,
+            shadow = self.shadow.as_deref(),
             "request"
         );
         let metrics = &self.kernel.metrics;
@@ -836,6 +841,27 @@ impl StreamState {
                 *tally.seconds.get_or_insert(0.0) += seconds;
             }
         }
+    }
+
+    /// Keeps what the agent says shadow policies would have done, for the request's log line
+    /// (bounded: it comes from another process).
+    fn note_shadow(&mut self, answer: &proto::PolicyResponse) {
+        const MAX: usize = 512;
+        let (Some(tally), Some(text)) = (
+            self.tally.as_mut(),
+            answer.metadata.get(crate::agent::SHADOW_METADATA),
+        ) else {
+            return;
+        };
+        let mut end = text.len().min(MAX);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let shadow = tally.shadow.get_or_insert_with(String::new);
+        if !shadow.is_empty() {
+            shadow.push(',');
+        }
+        shadow.push_str(&text[..end]);
     }
 
     /// Lets the request through without the agent: the identity headers its chain would

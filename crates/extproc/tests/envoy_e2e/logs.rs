@@ -248,6 +248,33 @@ fn shadow_policies_record_would_be_denials_and_never_deny() {
         .map(|l| l["policy.name"].as_str().unwrap())
         .collect();
     assert_eq!(for_passed, ["ipFilter", "apiKeyAuth"]);
+    // The kernel's line for that request names them too; a request no shadow policy would
+    // have stopped has no `shadow` field.
+    let kernel_text = std::fs::read_to_string(dir.join("kernel.log")).unwrap();
+    let request = |id: &str| {
+        request_lines(&kernel_text)
+            .into_iter()
+            .find(|l| l["request_id"] == id)
+            .unwrap_or_else(|| panic!("no request line for {id}:\n{kernel_text}"))
+    };
+    let passed_line = request(&passed_id);
+    assert_eq!(passed_line["shadow"], "ipFilter:denied,apiKeyAuth:denied");
+    assert_eq!(passed_line["decision"], "ok");
+    let mut limited: Vec<Option<&str>> = Vec::new();
+    let lines = request_lines(&kernel_text);
+    for line in lines.iter().filter(|l| l["route"] == "limited") {
+        limited.push(line.get("shadow").map(|s| s.as_str().unwrap()));
+    }
+    limited.sort_unstable();
+    assert_eq!(
+        limited,
+        [
+            None,
+            None,
+            Some("rateLimit:denied"),
+            Some("rateLimit:denied")
+        ]
+    );
 
     let metrics = http(
         SocketAddr::from(([127, 0, 0, 1], agent_metrics)),
