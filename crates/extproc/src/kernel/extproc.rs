@@ -795,22 +795,26 @@ struct Tally {
     shadow: Option<String>,
 }
 
+/// The comma-separated policy names of a chain (empty: no chain).
+fn chain_names(chain: Option<&super::routes::Chain>) -> &str {
+    chain.map_or("", |c| &c.names)
+}
+
 impl Drop for Tally {
-    /// Counts the request and logs it: one INFO line per request (spec 7.2) with route,
-    /// chain, decision, HTTP status, kernel time and request id; never headers, so no
-    /// credential or cookie can reach the log.
+    /// Counts the request and logs it: one info line per request (spec 7.2) with route,
+    /// chains, decision, HTTP status, kernel time, request id, configuration version and the
+    /// would-be denials of shadow policies; never headers, so no credential or cookie can
+    /// reach the log.
     fn drop(&mut self) {
         let Some(status) = self.status else {
             return;
         };
-        let chain = |chain: Option<&super::routes::Chain>| {
-            chain.map_or_else(String::new, |c| c.names.to_string())
-        };
+        let plan = self.plan.as_deref();
         tracing::info!(
             request_id = %self.request_id,
-            route = self.plan.as_ref().map_or("none", |p| p.name.as_str()),
-            chain = %chain(self.plan.as_ref().and_then(|p| p.request.as_ref())),
-            response_chain = %chain(self.plan.as_ref().and_then(|p| p.response.as_ref())),
+            route = plan.map_or("none", |p| p.name.as_str()),
+            chain = chain_names(plan.and_then(|p| p.request.as_ref())),
+            response_chain = chain_names(plan.and_then(|p| p.response.as_ref())),
             decision = status,
             status = self.http_status,
             latency_ms = self.seconds.unwrap_or(0.0) * 1000.0,
