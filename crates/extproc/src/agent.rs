@@ -19,9 +19,15 @@ mod server;
 
 pub use config::{AgentConfig, AgentConfigError};
 
-use chain::{ChainStatus, Context, Instruction, Limits, OnFailure, Phase, ResponseData, Step};
+use chain::{
+    ChainStatus, Condition, Context, Instruction, Limits, OnFailure, Phase, ResponseData, Step,
+};
 use metrics::{AgentMetrics, PolicyLabel, PolicyReason, PolicyStatus, SizeType, VersionLabel};
 use policies::{CompiledPolicy, PolicyError, Registry};
+
+/// `PolicyResponse.metadata` key listing the shadow policies that would have stopped the
+/// request, as `policy:status` separated by commas (`ipFilter:denied`).
+pub const SHADOW_METADATA: &str = "shadow";
 
 /// Version reported in `GetAgentConfig`.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -253,6 +259,19 @@ impl Agent {
         Ok(compiled)
     }
 
+    /// Every compiled-in policy's health ([`policies::PolicyKind::health`]).
+    pub fn policy_health(&self) -> Vec<proto::PolicyHealth> {
+        self.registry
+            .health()
+            .into_iter()
+            .map(|(name, health)| proto::PolicyHealth {
+                name: name.to_owned(),
+                healthy: health.is_ok(),
+                reason: health.err().unwrap_or_default(),
+            })
+            .collect()
+    }
+
     /// Runs one request's chain: first the policies' I/O ([`CompiledPolicy::prepare`]), then
     /// the chain itself, synchronously. Never fails: problems become statuses and immediate
     /// responses. The answer carries the request's `call_id`.
@@ -332,6 +351,19 @@ impl Agent {
                 name: p.name.clone(),
                 on_failure: OnFailure::parse(&p.on_failure).unwrap_or_default(),
                 policy: self.resolve(p),
+                shadow: p.shadow,
+                when: p
+                    .when
+                    .as_ref()
+                    .map_or_else(Condition::default, |w| Condition {
+                        methods: w.methods.clone(),
+                        path_prefixes: w.path_prefixes.clone(),
+                        headers: w
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                            .collect(),
+                    }),
             })
             .collect();
         // I/O gets half of that: past it the chain runs with what it has (an unknown JWT key
@@ -348,8 +380,19 @@ impl Agent {
             deadline: Some(started + allowed),
             ..self.limits
         };
-        let result = chain::run_chain(&steps, &mut ctx, limits);
+        let mut result = chain::run_chain(&steps, &mut ctx, limits);
         self.record(&result, &ctx);
+        let would_stop: Vec<String> = result
+            .steps
+            .iter()
+            .filter(|s| s.shadow && s.status != "ok")
+            .map(|s| format!("{}:{}", s.policy, s.status))
+            .collect();
+        if !would_stop.is_empty() {
+            result
+                .metadata
+                .insert(SHADOW_METADATA.to_owned(), would_stop.join(","));
+        }
         tracing::debug!(
             request_id = %request.request_id,
             status = ?result.status,
@@ -378,8 +421,13 @@ impl Agent {
 
     fn record(&self, result: &chain::ChainResult, ctx: &Context) {
         for step in &result.steps {
-            self.metrics
-                .executions
+            // A dry run's outcome had no effect: it is counted apart (its failures too).
+            let executions = if step.shadow {
+                &self.metrics.shadow_executions
+            } else {
+                &self.metrics.executions
+            };
+            executions
                 .get_or_create(&PolicyStatus {
                     policy: step.policy.clone(),
                     status: step.status.to_owned(),
@@ -391,7 +439,7 @@ impl Agent {
                     policy: step.policy.clone(),
                 })
                 .observe(step.seconds);
-            if let Some(reason) = step.reason {
+            if let Some(reason) = step.reason.filter(|_| !step.shadow) {
                 self.metrics
                     .failures
                     .get_or_create(&PolicyReason {
@@ -493,6 +541,7 @@ pub async fn start(config: &AgentConfig, version: String) -> Result<RunningAgent
     let agent = Arc::new(Agent::new(config, version, metrics.clone())?);
     agent.registry.start().await;
     let current = Arc::new(RwLock::new(agent));
+    registry.register_collector(Box::new(metrics::PolicyHealthGauge(Arc::clone(&current))));
     let core = &config.agent_core;
     let socket_path = core.socket_path.clone();
     let listener = crate::uds::bind_private(&socket_path).map_err(|source| AgentError::Listen {
@@ -557,14 +606,20 @@ pub async fn run(config_path: &Path) -> Result<(), AgentError> {
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                match AgentConfig::load(config_path) {
-                    Ok((config, version)) => {
-                        if let Err(error) = running.reload(&config, version).await {
-                            tracing::error!(%error, "reload failed; keeping the previous configuration");
-                        }
-                    }
-                    Err(error) => tracing::error!(%error, "reload failed; keeping the previous configuration"),
+                let reloaded = match AgentConfig::load(config_path) {
+                    Ok((config, version)) => running.reload(&config, version).await,
+                    Err(error) => Err(error.into()),
+                };
+                if let Err(error) = &reloaded {
+                    tracing::error!(%error, "reload failed; keeping the previous configuration");
                 }
+                running
+                    .metrics
+                    .config_reloads
+                    .get_or_create(&metrics::StatusLabel {
+                        status: if reloaded.is_ok() { "success" } else { "failure" }.to_owned(),
+                    })
+                    .inc();
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,

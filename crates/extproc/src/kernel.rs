@@ -248,6 +248,31 @@ impl Kernel {
         }
     }
 
+    /// Sets `policy_kernel_policy_health` from an agent's health answer and logs each change.
+    fn record_policy_health(
+        &self,
+        agent: &str,
+        conn: &AgentConn,
+        policies: &[crate::proto::PolicyHealth],
+    ) {
+        for policy in policies {
+            self.metrics
+                .policy_health
+                .get_or_create(&metrics::AgentPolicy {
+                    agent: agent.to_owned(),
+                    policy: policy.name.clone(),
+                })
+                .set(i64::from(policy.healthy));
+        }
+        for change in conn.record_policy_health(policies) {
+            if change.healthy {
+                tracing::info!(agent, policy.name = %change.name, "policy healthy again");
+            } else {
+                tracing::warn!(agent, policy.name = %change.name, reason = %change.reason, "policy unhealthy");
+            }
+        }
+    }
+
     fn spawn_health_check(&self, name: String, conn: &Arc<AgentConn>) {
         let kernel = self.weak_self.clone();
         let conn = Arc::downgrade(conn);
@@ -264,9 +289,11 @@ impl Kernel {
                     })
                     .clone();
                 match conn.probe().await {
-                    Some(agent_version) => {
+                    Some(answer) => {
+                        let agent_version = answer.config_version;
                         let was_healthy = conn.set_healthy(true);
                         gauge.set(1);
+                        kernel.record_policy_health(&name, &conn, &answer.policies);
                         let stale = conn.catalog().is_none()
                             || agent_version != conn.agent_config_version();
                         if !was_healthy || stale {

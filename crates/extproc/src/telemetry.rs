@@ -130,7 +130,70 @@ impl Telemetry {
     }
 }
 
-/// Installs structured JSON logs on stderr (`RUST_LOG` overrides `level`) and, when
+/// Writes each JSON log line to stderr with `"component":"<name>"` as its first field and the
+/// level in lower case (spec 7.2: `kernel` or `agent`; `debug`, `info`, `warn`, `error`). The
+/// formatter writes a whole line per event, through one writer made for that event.
+struct ComponentWriter(&'static str);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ComponentWriter {
+    type Writer = ComponentLine<std::io::Stderr>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        ComponentLine {
+            component: Some(self.0),
+            out: std::io::stderr(),
+        }
+    }
+}
+
+/// One event's writer: the first write that opens a JSON object gets the field.
+struct ComponentLine<W> {
+    component: Option<&'static str>,
+    out: W,
+}
+
+impl<W: std::io::Write> std::io::Write for ComponentLine<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match (self.component.take(), buf.split_first()) {
+            (Some(component), Some((b'{', rest))) => {
+                let mut line = Vec::with_capacity(buf.len() + component.len() + 16);
+                line.extend_from_slice(b"{\"component\":");
+                line.extend_from_slice(serde_json::Value::from(component).to_string().as_bytes());
+                if rest.first() != Some(&b'}') {
+                    line.push(b',');
+                }
+                line.extend_from_slice(rest);
+                lowercase_level(&mut line);
+                self.out.write_all(&line)?;
+                Ok(buf.len())
+            }
+            _ => self.out.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Lowers the value of the line's first `"level":"…"` (the formatter writes it before any
+/// event field; a string value containing it would be escaped, `\"level\"`).
+fn lowercase_level(line: &mut [u8]) {
+    const KEY: &[u8] = b"\"level\":\"";
+    let Some(at) = line.windows(KEY.len()).position(|w| w == KEY) else {
+        return;
+    };
+    let start = at + KEY.len();
+    for byte in line[start..]
+        .iter_mut()
+        .take_while(|b| b.is_ascii_uppercase())
+    {
+        byte.make_ascii_lowercase();
+    }
+}
+
+/// Installs structured JSON logs on stderr (`RUST_LOG` overrides `level`; each line starts
+/// with `component`: `service` without its `policy-` prefix; levels in lower case) and, when
 /// `tracing` is active, OpenTelemetry spans for `service`, exported over OTLP/gRPC when an
 /// endpoint is set. Call it inside the Tokio runtime (the exporter's channel needs it).
 /// A second call (tests) installs nothing.
@@ -147,7 +210,9 @@ pub fn init(
         .flatten_event(true)
         .with_current_span(true)
         .with_span_list(false)
-        .with_writer(std::io::stderr)
+        .with_writer(ComponentWriter(
+            service.strip_prefix("policy-").unwrap_or(service),
+        ))
         .with_filter(filter);
     let provider = if tracing.active() {
         Some(tracer_provider(service, tracing)?)
@@ -243,6 +308,113 @@ impl Extractor for MetadataRef<'_> {
     }
 }
 
+/// `process_resident_memory_bytes` and `process_memory_limit_bytes`, read from `/proc` and
+/// the cgroup file system at each scrape, so an alert can compare a process's memory with
+/// what it may use (spec 9.4). Registered by the kernel and the agent.
+#[derive(Debug)]
+pub struct ProcessMemory;
+
+impl ProcessMemory {
+    /// Registers the collector.
+    pub fn register(registry: &mut Registry) {
+        registry.register_collector(Box::new(Self));
+    }
+}
+
+impl prometheus_client::collector::Collector for ProcessMemory {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let gauges = [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory of this process (VmRSS)",
+                resident_memory_bytes(),
+            ),
+            (
+                "process_memory_limit_bytes",
+                "Memory this process may use: the smallest limit of its memory cgroup, or the machine's memory when no cgroup sets one",
+                memory_limit_bytes(),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            // Absent when /proc cannot be read (not Linux): no series, rather than a 0 that
+            // an alert would divide by.
+            if let Some(value) = value.and_then(|v| i64::try_from(v).ok()) {
+                let gauge = ConstGauge::new(value);
+                gauge.encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    gauge.metric_type(),
+                )?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `VmRSS` of `/proc/self/status`, in bytes.
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    kib_field(&status, "VmRSS:")
+}
+
+/// The value of a `Name:   1234 kB` line, in bytes.
+fn kib_field(text: &str, field: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The smallest of the machine's memory (`MemTotal`) and the memory limits of this process's
+/// cgroup (v2 `memory.max`, v1 `memory.limit_in_bytes`; "max" and v1's huge "unlimited" values
+/// lose to `MemTotal`).
+fn memory_limit_bytes() -> Option<u64> {
+    let total = kib_field(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemTotal:")?;
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    Some(
+        cgroup_limit_files(&cgroups)
+            .iter()
+            .filter_map(|file| std::fs::read_to_string(file).ok())
+            .filter_map(|text| text.trim().parse::<u64>().ok())
+            .fold(total, u64::min),
+    )
+}
+
+/// The files that may hold this process's memory limit, from `/proc/self/cgroup`.
+fn cgroup_limit_files(proc_cgroup: &str) -> Vec<String> {
+    let mut files = vec![
+        "/sys/fs/cgroup/memory.max".to_owned(),
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes".to_owned(),
+    ];
+    for line in proc_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let path = path.trim_end_matches('/');
+        if path.split('/').any(|segment| segment == "..") {
+            continue;
+        }
+        if controllers.is_empty() {
+            files.push(format!("/sys/fs/cgroup{path}/memory.max"));
+        } else if controllers.split(',').any(|c| c == "memory") {
+            files.push(format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"));
+        }
+    }
+    files
+}
+
 /// Readiness callback: `Ok` when ready, otherwise the reason.
 pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
@@ -319,4 +491,57 @@ pub async fn serve_admin(
         }
     });
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_limit_files_follow_both_hierarchies() {
+        let files =
+            cgroup_limit_files("0::/system.slice/x.service\n5:cpu,memory:/docker/abc\n3:pids:/p\n");
+        assert!(files.contains(&"/sys/fs/cgroup/system.slice/x.service/memory.max".to_owned()));
+        assert!(
+            files.contains(&"/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes".to_owned())
+        );
+        assert!(!files.iter().any(|f| f.contains("/p/")));
+        assert!(cgroup_limit_files("0::/../../etc\n").len() == 2);
+    }
+
+    #[test]
+    fn component_opens_each_line() {
+        use std::io::Write;
+        let write = |chunks: &[&[u8]]| {
+            let mut line = ComponentLine {
+                component: Some("kernel"),
+                out: Vec::new(),
+            };
+            for chunk in chunks {
+                line.write_all(chunk).unwrap();
+            }
+            String::from_utf8(line.out).unwrap()
+        };
+        let text = write(&[b"{\"level\":\"INFO\",", b"\"message\":\"{x}\"}\n"]);
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["component"], "kernel");
+        assert_eq!(parsed["level"], "info");
+        let quoted = write(&[b"{\"message\":\"\\\"level\\\":\\\"X\",\"level\":\"WARN\"}\n"]);
+        let escaped: serde_json::Value = serde_json::from_str(&quoted).unwrap();
+        assert_eq!(escaped["level"], "warn", "{quoted}");
+        assert_eq!(escaped["message"], "\"level\":\"X", "{quoted}");
+        assert_eq!(parsed["message"], "{x}");
+        assert_eq!(write(&[b"{}\n"]), "{\"component\":\"kernel\"}\n");
+        assert_eq!(write(&[b"plain\n"]), "plain\n");
+    }
+
+    #[test]
+    fn kib_fields_are_bytes() {
+        assert_eq!(
+            kib_field("Name: x\nVmRSS:\t  2048 kB\n", "VmRSS:"),
+            Some(2_097_152)
+        );
+        assert_eq!(kib_field("VmRSS: lots\n", "VmRSS:"), None);
+        assert_eq!(kib_field("", "VmRSS:"), None);
+    }
 }

@@ -59,3 +59,40 @@ fn disagreeing_route_names_are_warnings() {
         .unwrap();
     assert_eq!(agent.status.code(), Some(64));
 }
+
+/// `--validate` compiles the built-in policies' metadata: a malformed CIDR block of `ipFilter`
+/// is refused before deployment (exit 78, the entry named), a well-formed list passes.
+#[test]
+fn validate_refuses_malformed_ip_filter_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kernel.yaml");
+    let write = |allow: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "policy_kernel:\n  agents: [{{name: a, socket_path: /tmp/a.sock}}]\n  route_policies:\n    - route_name: office\n      request_policy_chain:\n        - policy: ipFilter\n          metadata: {{allow: [{allow}]}}\n"
+            ),
+        )
+        .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_policy-kernel"))
+            .arg(format!("--config={}", config.display()))
+            .arg("--validate")
+            .output()
+            .unwrap()
+    };
+    let good = write("\"10.0.0.0/8\", \"2001:db8::/32\"");
+    assert_eq!(
+        good.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let bad = write("\"10.1.0.0/8\"");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.trim()
+            == "route `office` request chain: policy `ipFilter` metadata: allow: `10.1.0.0/8` has bits set past its /8 prefix"),
+        "{stderr}"
+    );
+}

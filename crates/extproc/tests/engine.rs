@@ -23,8 +23,12 @@ use tonic::transport::Channel;
 mod prometheus;
 use prometheus::sample;
 
+#[path = "engine/conditions.rs"]
+mod conditions;
 #[path = "engine/identity.rs"]
 mod identity;
+#[path = "engine/ip_filter.rs"]
+mod ip_filter;
 #[path = "engine/jwks.rs"]
 mod jwks;
 #[path = "engine/lanes.rs"]

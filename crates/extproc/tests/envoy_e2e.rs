@@ -18,6 +18,12 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+#[path = "envoy_e2e/alerts.rs"]
+mod alerts;
+#[path = "envoy_e2e/health.rs"]
+mod health;
+#[path = "envoy_e2e/logs.rs"]
+mod logs;
 #[path = "common/prometheus.rs"]
 mod prometheus;
 #[path = "envoy_e2e/shipped.rs"]
@@ -133,6 +139,11 @@ fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) ->
     }
 }
 
+/// The upstream's echo of what it received.
+fn upstream_saw(reply: &Reply) -> Value {
+    serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.body))
+}
+
 fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ok() {
@@ -230,6 +241,43 @@ fn kernel_config(sock: &Path, port: u16, metrics: u16, api_key_required: bool) -
 "#,
         sock = sock.display()
     )
+}
+
+/// Writes `dir`'s agent.yaml (socket `agents/default.sock`, metrics on `metrics_port`, `extra`
+/// lines under `policy_settings`), keys.yaml (alice's key) and jwks.json (`jwks`).
+fn write_agent_files(dir: &Path, jwks: &Value, metrics_port: u16, extra: &str) {
+    std::fs::write(dir.join("jwks.json"), jwks.to_string()).unwrap();
+    std::fs::write(
+        dir.join("keys.yaml"),
+        "- user_id: alice\n  key: alice-key\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("agent.yaml"),
+        format!(
+            "agent_core:\n  name: default-agent\n  socket_path: {}\n  observability: {{metrics_port: {metrics_port}, metrics_address: 127.0.0.1}}\n  policy_settings:\n    apiKeyAuth: {{keys_file: {}}}\n    jwtValidation: {{jwks_file: {}}}\n{extra}",
+            dir.join("agents/default.sock").display(),
+            dir.join("keys.yaml").display(),
+            dir.join("jwks.json").display()
+        ),
+    )
+    .unwrap();
+}
+
+/// Writes `dir`'s kernel.yaml ([`kernel_config`], API key required) on free ports.
+fn write_kernel_config(dir: &Path) -> Ports {
+    let ports = Ports::free();
+    std::fs::write(
+        dir.join("kernel.yaml"),
+        kernel_config(
+            &dir.join("agents/default.sock"),
+            ports.kernel,
+            ports.metrics,
+            true,
+        ),
+    )
+    .unwrap();
+    ports
 }
 
 /// Replaces each `from` with its `to`; panics when a `from` is missing, so a shipped file that
@@ -421,22 +469,7 @@ fn envoy_end_to_end() {
     let dir = tmp.path();
     let sock = dir.join("agents/default.sock");
     let (jwt_key, jwk) = ed25519_key("e2e");
-    std::fs::write(dir.join("jwks.json"), json!({"keys": [jwk]}).to_string()).unwrap();
-    std::fs::write(
-        dir.join("keys.yaml"),
-        "- user_id: alice\n  key: alice-key\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("agent.yaml"),
-        format!(
-            "agent_core:\n  name: default-agent\n  socket_path: {}\n  observability: {{metrics_port: 0, metrics_address: 127.0.0.1}}\n  policy_settings:\n    apiKeyAuth: {{keys_file: {}}}\n    jwtValidation: {{jwks_file: {}}}\n",
-            sock.display(),
-            dir.join("keys.yaml").display(),
-            dir.join("jwks.json").display()
-        ),
-    )
-    .unwrap();
+    write_agent_files(dir, &json!({"keys": [jwk]}), 0, "");
     let ports = Ports::free();
     let kernel_config_path = dir.join("kernel.yaml");
     std::fs::write(

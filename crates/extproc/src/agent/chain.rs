@@ -225,6 +225,37 @@ impl Context {
     }
 }
 
+/// When a chain entry applies: every part given must match; an empty part matches all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Condition {
+    /// HTTP methods, any of.
+    pub methods: Vec<String>,
+    /// Prefixes of the path without its query string, any of.
+    pub path_prefixes: Vec<String>,
+    /// Request headers (lowercase names) with their exact values, all of.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Condition {
+    /// Whether the request of `ctx` (as earlier policies left it) matches.
+    pub fn matches(&self, ctx: &Context) -> bool {
+        let path = ctx
+            .path
+            .split_once('?')
+            .map_or(ctx.path.as_str(), |(p, _)| p);
+        (self.methods.is_empty() || self.methods.contains(&ctx.method))
+            && (self.path_prefixes.is_empty()
+                || self
+                    .path_prefixes
+                    .iter()
+                    .any(|p| path.starts_with(p.as_str())))
+            && self
+                .headers
+                .iter()
+                .all(|(name, value)| ctx.headers.get(name) == Some(value))
+    }
+}
+
 /// One entry of a chain as the agent resolved it.
 pub struct Step {
     /// Policy name as configured.
@@ -233,6 +264,11 @@ pub struct Step {
     pub on_failure: OnFailure,
     /// The compiled policy, or why it is not available.
     pub policy: Result<Arc<dyn CompiledPolicy>, PolicyError>,
+    /// Dry run: the policy is evaluated and its outcome reported, but its instructions are
+    /// dropped and it never stops the chain (no denial, no failure).
+    pub shadow: bool,
+    /// The step runs only when the request matches; otherwise it is passed over unrecorded.
+    pub when: Condition,
 }
 
 /// Overall status of a chain (mirrors the wire `StatusCode`).
@@ -271,6 +307,8 @@ pub struct StepReport {
     pub reason: Option<&'static str>,
     /// Time the policy took.
     pub seconds: f64,
+    /// A dry run: `status` is what the policy would have done; it had no effect.
+    pub shadow: bool,
 }
 
 /// Result of a chain.
@@ -308,10 +346,19 @@ pub fn run_chain(steps: &[Step], ctx: &mut Context, limits: Limits) -> ChainResu
         strip_identity_headers(steps, ctx, &mut result);
     }
     for step in steps {
+        if !step.when.matches(ctx) {
+            tracing::debug!(request_id = %ctx.request_id, policy.name = %step.name, "condition not met: policy passed over");
+            continue;
+        }
         if limits
             .deadline
             .is_some_and(|deadline| Instant::now() >= deadline)
         {
+            if step.shadow {
+                // A dry run never answers for the request, not even with a timeout.
+                tracing::warn!(request_id = %ctx.request_id, policy.name = %step.name, shadow = true, "chain deadline passed: shadow policy not evaluated");
+                continue;
+            }
             tracing::warn!(request_id = %ctx.request_id, policy.name = %step.name, "chain deadline passed before this policy");
             result.status = ChainStatus::Timeout;
             result.policy_name.clone_from(&step.name);
@@ -324,7 +371,12 @@ pub fn run_chain(steps: &[Step], ctx: &mut Context, limits: Limits) -> ChainResu
             decision = tracing::field::Empty
         )
         .entered();
-        let stop = run_step(step, ctx, limits, &mut result);
+        let stop = if step.shadow {
+            run_shadow(step, ctx, &mut result);
+            false
+        } else {
+            run_step(step, ctx, limits, &mut result)
+        };
         if let Some(report) = result.steps.last() {
             span.record("decision", report.status);
         }
@@ -353,6 +405,51 @@ fn strip_identity_headers(steps: &[Step], ctx: &mut Context, result: &mut ChainR
     }
 }
 
+/// Evaluates a shadow (dry-run) policy on the context as it stands and records what it would
+/// have done, with a log line (`shadow: true`); the context and the answer stay untouched.
+fn run_shadow(step: &Step, ctx: &Context, result: &mut ChainResult) {
+    let started = Instant::now();
+    let evaluated = step
+        .policy
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|p| p.execute(ctx));
+    let (status, reason, message) = match evaluated {
+        Ok(outcome) => {
+            let terminal = outcome.decision == Decision::Deny
+                || outcome
+                    .instructions
+                    .iter()
+                    .any(|i| matches!(i, Instruction::Immediate(_)));
+            if terminal {
+                ("denied", None, outcome.message)
+            } else {
+                ("ok", None, String::new())
+            }
+        }
+        Err(error) => {
+            let status = if matches!(error, PolicyError::Unknown(_)) {
+                "unknown"
+            } else {
+                "error"
+            };
+            (status, Some(error.reason()), error.to_string())
+        }
+    };
+    if status == "ok" {
+        tracing::debug!(request_id = %ctx.request_id, policy.name = %step.name, shadow = true, decision = status, "shadow policy evaluated");
+    } else {
+        tracing::info!(request_id = %ctx.request_id, policy.name = %step.name, shadow = true, decision = status, %message, "shadow policy would have stopped the request");
+    }
+    result.steps.push(StepReport {
+        policy: step.name.clone(),
+        status,
+        reason,
+        seconds: started.elapsed().as_secs_f64(),
+        shadow: true,
+    });
+}
+
 /// Runs one policy and records it in `result`; returns true when the chain stops.
 fn run_step(step: &Step, ctx: &mut Context, limits: Limits, result: &mut ChainResult) -> bool {
     let started = Instant::now();
@@ -364,6 +461,7 @@ fn run_step(step: &Step, ctx: &mut Context, limits: Limits, result: &mut ChainRe
                 status: "unknown",
                 reason: Some("unknown_policy"),
                 seconds: 0.0,
+                shadow: false,
             });
             if limits.fail_on_unknown {
                 tracing::error!(policy.name = %step.name, "unknown policy, failing the request");
@@ -408,6 +506,7 @@ fn run_step(step: &Step, ctx: &mut Context, limits: Limits, result: &mut ChainRe
                 status: if terminal { "denied" } else { "ok" },
                 reason: None,
                 seconds,
+                shadow: false,
             });
             if terminal {
                 result.status = ChainStatus::Denied;
@@ -432,6 +531,7 @@ fn handle_failure(
         status: "error",
         reason: Some(error.reason()),
         seconds,
+        shadow: false,
     });
     tracing::error!(policy.name = %step.name, error = %error, on_failure = ?step.on_failure, "policy failed");
     match step.on_failure {

@@ -50,6 +50,8 @@ fn step(name: &str, fake: Fake, on_failure: OnFailure) -> Step {
         name: name.into(),
         on_failure,
         policy: Ok(Arc::new(fake)),
+        shadow: false,
+        when: Condition::default(),
     }
 }
 
@@ -58,6 +60,8 @@ fn unknown(name: &str) -> Step {
         name: name.into(),
         on_failure: OnFailure::Deny,
         policy: Err(PolicyError::Unknown(name.into())),
+        shadow: false,
+        when: Condition::default(),
     }
 }
 
@@ -220,6 +224,8 @@ fn api_key_step(metadata: serde_json::Value) -> Step {
         name: "apiKeyAuth".into(),
         on_failure: OnFailure::Deny,
         policy: kind.compile(metadata.as_object().unwrap()),
+        shadow: false,
+        when: Condition::default(),
     }
 }
 
@@ -303,4 +309,142 @@ fn no_policy_starts_after_the_deadline() {
     let result = run_chain(&steps(), &mut Context::default(), roomy);
     assert_eq!(result.status, ChainStatus::Ok);
     assert_eq!(ran(&result), ["slow", "next"]);
+}
+
+fn shadow(step: Step) -> Step {
+    Step {
+        shadow: true,
+        ..step
+    }
+}
+
+#[test]
+fn shadow_policies_are_evaluated_but_never_act() {
+    let mut ctx = Context::default();
+    let steps = [
+        shadow(step("deny", Fake::Deny(403), OnFailure::Deny)),
+        shadow(step("fail", Fake::Fail, OnFailure::Deny)),
+        shadow(step(
+            "set",
+            Fake::SetHeader("x-shadow", "1"),
+            OnFailure::Deny,
+        )),
+        // Sees the context without the shadow policy's header: it would have denied.
+        shadow(step(
+            "require",
+            Fake::RequireHeader("x-shadow"),
+            OnFailure::Deny,
+        )),
+        shadow(unknown("ghost")),
+        step("real", Fake::SetHeader("x-real", "1"), OnFailure::Deny),
+    ];
+    let limits = Limits {
+        fail_on_unknown: true,
+        ..LIMITS
+    };
+    let result = run_chain(&steps, &mut ctx, limits);
+    assert_eq!(result.status, ChainStatus::Ok);
+    assert_eq!(
+        result.instructions,
+        [Instruction::SetHeader {
+            key: "x-real".into(),
+            value: "1".into()
+        }]
+    );
+    assert!(!ctx.headers.contains_key("x-shadow"));
+    let reports: Vec<(&str, &str, Option<&str>, bool)> = result
+        .steps
+        .iter()
+        .map(|s| (s.policy.as_str(), s.status, s.reason, s.shadow))
+        .collect();
+    assert_eq!(
+        reports,
+        [
+            ("deny", "denied", None, true),
+            ("fail", "error", Some("execution_error"), true),
+            ("set", "ok", None, true),
+            ("require", "denied", None, true),
+            ("ghost", "unknown", Some("unknown_policy"), true),
+            ("real", "ok", None, false),
+        ]
+    );
+
+    // A real policy after a shadow one still decides.
+    let steps = [
+        shadow(step("deny", Fake::Deny(403), OnFailure::Deny)),
+        step("deny-for-real", Fake::Deny(401), OnFailure::Deny),
+    ];
+    let result = run_chain(&steps, &mut Context::default(), LIMITS);
+    assert_eq!(result.status, ChainStatus::Denied);
+    assert_eq!(result.policy_name, "deny-for-real");
+    assert_eq!(immediate_status(&result), Some(401));
+}
+
+#[test]
+fn a_passed_deadline_skips_shadow_policies_without_a_timeout() {
+    let steps = [
+        step("slow", Fake::Slow(20), OnFailure::Deny),
+        shadow(step("deny", Fake::Deny(403), OnFailure::Deny)),
+    ];
+    let limits = Limits {
+        deadline: Some(Instant::now() + std::time::Duration::from_millis(10)),
+        ..LIMITS
+    };
+    let result = run_chain(&steps, &mut Context::default(), limits);
+    assert_eq!(result.status, ChainStatus::Ok);
+    assert_eq!(ran(&result), ["slow"]);
+}
+
+#[test]
+fn conditions_choose_the_steps_that_run() {
+    let when = |methods: &[&str], prefixes: &[&str], headers: &[(&str, &str)]| Condition {
+        methods: methods.iter().map(|m| (*m).to_owned()).collect(),
+        path_prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    };
+    let ctx = |method: &str, path: &str, headers: &[(&str, &str)]| Context {
+        method: method.into(),
+        path: path.into(),
+        ..request_with(headers)
+    };
+    let c = when(
+        &["POST", "PUT"],
+        &["/admin/", "/ops"],
+        &[("x-tenant", "acme")],
+    );
+    let acme = [("x-tenant", "acme")];
+    assert!(c.matches(&ctx("POST", "/admin/users?x=1", &acme)));
+    assert!(
+        c.matches(&ctx("PUT", "/opsx", &acme)),
+        "a plain string prefix"
+    );
+    assert!(!c.matches(&ctx("GET", "/admin/users", &acme)));
+    assert!(
+        !c.matches(&ctx("POST", "/public?/admin/", &acme)),
+        "the query is not the path"
+    );
+    assert!(!c.matches(&ctx("POST", "/admin/", &[("x-tenant", "other")])));
+    assert!(!c.matches(&ctx("POST", "/admin/", &[])));
+    assert!(
+        !c.matches(&ctx("post", "/admin/", &acme)),
+        "methods are case-sensitive"
+    );
+    assert!(Condition::default().matches(&ctx("GET", "/", &[])));
+
+    // In a chain: the deny applies to POST only; a passed-over step is not reported.
+    let steps = [
+        Step {
+            when: when(&["POST"], &[], &[]),
+            ..step("deny-posts", Fake::Deny(403), OnFailure::Deny)
+        },
+        step("set", Fake::SetHeader("x-ran", "1"), OnFailure::Deny),
+    ];
+    let get = run_chain(&steps, &mut ctx("GET", "/", &[]), LIMITS);
+    assert_eq!((get.status, ran(&get)), (ChainStatus::Ok, vec!["set"]));
+    let post = run_chain(&steps, &mut ctx("POST", "/", &[]), LIMITS);
+    assert_eq!(post.status, ChainStatus::Denied);
+    assert_eq!(ran(&post), ["deny-posts"]);
 }

@@ -19,6 +19,7 @@ mod allow_all;
 mod api_key;
 mod audit_log;
 mod body_transform;
+mod ip_filter;
 mod jwt;
 mod rate_limit;
 mod role_check;
@@ -92,6 +93,11 @@ pub trait PolicyKind: Send + Sync {
     fn start(&self) -> Option<Pending> {
         None
     }
+    /// Whether the kind can do its work now (its keys loaded, its store reachable at last
+    /// use); the error says why not, without secrets. Defaults to healthy.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
     /// Builds an executable policy from route metadata (already decoded from the wire).
     fn compile(
         &self,
@@ -161,6 +167,7 @@ impl Registry {
         registry.register(Arc::new(security_headers::AddSecurityHeaders));
         registry.register(Arc::new(body_transform::ResponseBodyTransform));
         registry.register(Arc::new(audit_log::AuditLog));
+        registry.register(Arc::new(ip_filter::IpFilter));
         Ok(registry)
     }
 
@@ -169,6 +176,14 @@ impl Registry {
         for pending in self.kinds.values().filter_map(|k| k.start()) {
             pending.await;
         }
+    }
+
+    /// Every registered kind's health, by name.
+    pub fn health(&self) -> Vec<(&'static str, Result<(), String>)> {
+        self.kinds
+            .iter()
+            .map(|(name, kind)| (*name, kind.health()))
+            .collect()
     }
 
     /// Descriptors of every registered kind, for discovery and offline validation.

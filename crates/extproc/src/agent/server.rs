@@ -104,6 +104,7 @@ impl PolicyAgent for Service {
         Ok(Response::new(proto::HealthResponse {
             serving: true,
             config_version: agent.config_version().to_owned(),
+            policies: agent.policy_health(),
         }))
     }
 }

@@ -39,6 +39,8 @@ pub struct AgentConn {
     healthy: AtomicBool,
     catalog: RwLock<Option<Arc<PolicyCatalog>>>,
     agent_config_version: RwLock<String>,
+    /// Each policy's health at the last probe.
+    policy_health: RwLock<std::collections::BTreeMap<String, bool>>,
     /// Health check period, updated on reload.
     pub health_interval_ms: AtomicU64,
 }
@@ -63,6 +65,7 @@ impl AgentConn {
             healthy: AtomicBool::new(false),
             catalog: RwLock::new(None),
             agent_config_version: RwLock::new(String::new()),
+            policy_health: RwLock::default(),
             health_interval_ms: AtomicU64::new(config.health_check_interval_ms),
         }
     }
@@ -114,18 +117,30 @@ impl AgentConn {
         Ok(answer)
     }
 
-    /// One health probe; returns the agent's config version when healthy.
-    pub async fn probe(&self) -> Option<String> {
+    /// One health probe; returns the agent's answer when it serves.
+    pub async fn probe(&self) -> Option<proto::HealthResponse> {
         let mut client = self.client();
         match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, client.health(proto::HealthRequest {}))
             .await
         {
-            Ok(Ok(answer)) => {
-                let answer = answer.into_inner();
-                answer.serving.then_some(answer.config_version)
-            }
+            Ok(Ok(answer)) => Some(answer.into_inner()).filter(|a| a.serving),
             _ => None,
         }
+    }
+
+    /// Records the policies' health from a probe; returns those whose health changed (or
+    /// that are new and unhealthy).
+    pub fn record_policy_health<'a>(
+        &self,
+        policies: &'a [proto::PolicyHealth],
+    ) -> Vec<&'a proto::PolicyHealth> {
+        let Ok(mut known) = self.policy_health.write() else {
+            return Vec::new();
+        };
+        policies
+            .iter()
+            .filter(|p| known.insert(p.name.clone(), p.healthy).unwrap_or(true) != p.healthy)
+            .collect()
     }
 
     /// The agent's configuration version seen at the last discovery.

@@ -158,6 +158,60 @@ pub struct ChainEntry {
     /// `deny` (default), `continue` or `skip_remaining`.
     #[serde(default)]
     pub on_failure: Option<String>,
+    /// Dry run: evaluated and recorded, never denies or fails the request.
+    #[serde(default)]
+    pub shadow: bool,
+    /// The entry applies only to requests that match.
+    #[serde(default)]
+    pub when: Option<Condition>,
+}
+
+/// `when` of a chain entry: every part given must match (a part's list: any entry).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// HTTP methods, uppercase (`GET`, `POST`).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Prefixes of the path without its query string, each starting with `/`.
+    #[serde(default)]
+    pub path_prefixes: Vec<String>,
+    /// Request header name → exact value.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Condition {
+    /// Problems, each prefixed with `at`.
+    fn problems(&self, at: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.methods.is_empty() && self.path_prefixes.is_empty() && self.headers.is_empty() {
+            problems.push(format!(
+                "{at} needs methods, path_prefixes or headers (or no `when`)"
+            ));
+        }
+        for (i, method) in self.methods.iter().enumerate() {
+            if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+                problems.push(format!(
+                    "{at}.methods[{i}] `{method}` must be an uppercase HTTP method"
+                ));
+            }
+        }
+        for (i, prefix) in self.path_prefixes.iter().enumerate() {
+            if !prefix.starts_with('/') || prefix.contains('?') {
+                problems.push(format!(
+                    "{at}.path_prefixes[{i}] `{prefix}` must start with / and hold no query"
+                ));
+            }
+        }
+        for name in self.headers.keys() {
+            let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            if name.is_empty() || !name.bytes().all(token) {
+                problems.push(format!("{at}.headers `{name}` is not a header name"));
+            }
+        }
+        problems
+    }
 }
 
 /// One entry of `policy_kernel.route_policies`.
@@ -169,6 +223,9 @@ pub struct RoutePolicy {
     /// Agent that runs the chains (default: the first agent).
     #[serde(default)]
     pub agent: Option<String>,
+    /// Every entry of both chains is a dry run (see [`ChainEntry::shadow`]).
+    #[serde(default)]
+    pub shadow: bool,
     /// Request phase chain.
     #[serde(default)]
     pub request_policy_chain: Vec<ChainEntry>,
@@ -184,6 +241,9 @@ pub struct DefaultPolicy {
     /// Agent that runs the chains (default: the first agent).
     #[serde(default)]
     pub agent: Option<String>,
+    /// Every entry of both chains is a dry run (see [`ChainEntry::shadow`]).
+    #[serde(default)]
+    pub shadow: bool,
     /// Request phase chain.
     #[serde(default)]
     pub request_policy_chain: Vec<ChainEntry>,
@@ -433,6 +493,9 @@ fn check_chain(at: &str, chain: &[ChainEntry], errors: &mut Vec<String>) {
     for (i, entry) in chain.iter().enumerate() {
         if entry.policy.is_empty() {
             errors.push(format!("{at}[{i}].policy is empty"));
+        }
+        if let Some(when) = &entry.when {
+            errors.extend(when.problems(&format!("{at}[{i}].when")));
         }
         if let Some(value) = &entry.on_failure {
             if value.is_empty() || OnFailure::parse(value).is_none() {

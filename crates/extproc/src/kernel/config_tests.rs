@@ -78,3 +78,74 @@ policy_kernel:
         assert!(problems.contains(needle), "{needle} missing in {problems}");
     }
 }
+
+#[test]
+fn builtin_catalog_compiles_metadata_beyond_the_schema() {
+    let config = KernelConfig::from_yaml(
+        r#"
+policy_kernel:
+  agents:
+    - name: a
+      socket_path: /tmp/a.sock
+  route_policies:
+    - route_name: r
+      request_policy_chain:
+        - policy: ipFilter
+          metadata: { deny: ["10.0.0.0/8", "2001:db8::1/32"] }
+        - policy: rateLimit
+          metadata: { requests_per_second: 1, key: "cookie" }
+        - policy: rateLimit
+          metadata: { requests_per_second: 1, store: redis }
+        - policy: ipFilter
+          metadata: { allow: ["192.0.2.0/24"] }
+"#,
+    )
+    .unwrap();
+    let problems = config.check_policies(&PolicyCatalog::builtin());
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let problem = &problems[0];
+    assert!(
+        problem.contains("`2001:db8::1/32` has bits set"),
+        "{problem}"
+    );
+    assert!(problem.contains("key must be client_ip"), "{problem}");
+    // store: redis needs an agent setting, not other metadata: the route itself is fine.
+    assert!(!problem.contains("redis"), "{problem}");
+}
+
+#[test]
+fn conditions_are_strict() {
+    let error = KernelConfig::from_yaml(
+        r#"
+policy_kernel:
+  agents: [{name: a, socket_path: /tmp/a.sock}]
+  route_policies:
+    - route_name: r
+      request_policy_chain:
+        - policy: allowAll
+          when: {}
+        - policy: allowAll
+          when: {methods: [get, ""], path_prefixes: [admin, "/a?b"], headers: {"bad name": x}}
+        - policy: allowAll
+          when: {methods: [POST], path_prefixes: [/admin/], headers: {X-Tenant: acme}}
+"#,
+    )
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "request_policy_chain[0].when needs methods, path_prefixes or headers",
+        "when.methods[0] `get` must be an uppercase HTTP method",
+        "when.methods[1] `` must be",
+        "when.path_prefixes[0] `admin` must start with /",
+        "when.path_prefixes[1] `/a?b`",
+        "when.headers `bad name` is not a header name",
+    ] {
+        assert!(error.contains(needle), "{needle} missing in {error}");
+    }
+    assert!(!error.contains("[2].when"), "{error}");
+    let unknown = KernelConfig::from_yaml(
+        "policy_kernel:\n  agents: [{name: a, socket_path: /tmp/a.sock}]\n  route_policies:\n    - route_name: r\n      request_policy_chain:\n        - policy: allowAll\n          when: {method: GET}\n",
+    )
+    .unwrap_err();
+    assert!(unknown.to_string().contains("method"), "{unknown}");
+}

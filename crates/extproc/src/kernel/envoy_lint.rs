@@ -25,6 +25,8 @@ struct EnvoyRoutes {
     ext_proc: bool,
     /// Some ext_proc filter sends the route name.
     sends_route_name: bool,
+    /// HTTP connection managers (by `stat_prefix`) that route on the path as sent.
+    unnormalized: Vec<String>,
 }
 
 fn walk(value: &Value, found: &mut EnvoyRoutes) {
@@ -37,6 +39,16 @@ fn walk(value: &Value, found: &mut EnvoyRoutes) {
             }
             found.rds |= map.contains_key("rds");
             let filter_type = map.get("@type").and_then(Value::as_str).unwrap_or("");
+            if filter_type.ends_with("http_connection_manager.v3.HttpConnectionManager") {
+                let on = |key: &str| map.get(key).and_then(Value::as_bool) == Some(true);
+                if !(on("normalize_path") && on("merge_slashes")) {
+                    let name = map
+                        .get("stat_prefix")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?");
+                    found.unnormalized.push(name.to_owned());
+                }
+            }
             if filter_type.ends_with("ext_proc.v3.ExternalProcessor") {
                 found.ext_proc = true;
                 found.sends_route_name |= map
@@ -86,6 +98,11 @@ pub fn lint(config: &KernelConfig, envoy_yaml: &str) -> Result<Vec<String>, Kern
     } else if !found.sends_route_name {
         warnings.push(format!(
             "Envoy's ext_proc filter does not send `{ROUTE_ATTRIBUTE}` in request_attributes: every request is unnamed and {fallback}"
+        ));
+    }
+    for manager in &found.unnormalized {
+        warnings.push(format!(
+            "Envoy's HTTP connection manager `{manager}` does not set normalize_path and merge_slashes: Envoy routes (and the kernel's path conditions see) /a/../b unresolved, which the application may read as another route"
         ));
     }
     if found.rds && found.named.is_empty() && found.unnamed.is_empty() {
@@ -184,6 +201,23 @@ mod tests {
             warnings[1].starts_with("Envoy virtual host `all` route 2 has no name"),
             "{warnings:?}"
         );
+    }
+
+    #[test]
+    fn unnormalized_paths_are_reported() {
+        let config = KernelConfig::from_yaml(SHIPPED_KERNEL).unwrap();
+        for (from, to) in [
+            ("normalize_path: true", "normalize_path: false"),
+            ("merge_slashes: true", "merge_slashes: false"),
+        ] {
+            assert!(SHIPPED_ENVOY.contains(from));
+            let warnings = lint(&config, &SHIPPED_ENVOY.replace(from, to)).unwrap();
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            assert!(
+                warnings[0].starts_with("Envoy's HTTP connection manager `ingress` does not set normalize_path and merge_slashes"),
+                "{warnings:?}"
+            );
+        }
     }
 
     #[test]

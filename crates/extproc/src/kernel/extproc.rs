@@ -249,6 +249,17 @@ fn request_context(
     }
 }
 
+/// The `:status` of response headers.
+fn upstream_status(headers: &HttpHeaders) -> Option<u16> {
+    headers
+        .headers
+        .as_ref()?
+        .headers
+        .iter()
+        .find(|h| h.key == ":status")
+        .and_then(|h| header_text(h).parse().ok())
+}
+
 fn response_context(headers: &HttpHeaders) -> proto::ResponseContext {
     let mut map = headers_of(headers);
     let status_code = map
@@ -566,15 +577,19 @@ impl StreamState {
         );
         // Continue Envoy's trace when it sent a `traceparent` header.
         crate::telemetry::continue_trace(&self.span, &self.request.headers);
-        self.snapshot = Some(snapshot);
         let mode = Some(mode_for(plan.as_deref()));
         self.plan = plan;
         self.tally = Some(Tally {
             kernel: Arc::clone(kernel),
+            snapshot: Arc::clone(&snapshot),
             plan: self.plan.clone(),
             status: None,
             seconds: None,
+            request_id: self.request_id.clone(),
+            http_status: None,
+            shadow: None,
         });
+        self.snapshot = Some(snapshot);
         let Some(plan) = self.plan.clone() else {
             self.settle("no_policy", None);
             return wrap(Which::RequestHeaders, Answer::pass(), mode);
@@ -600,6 +615,9 @@ impl StreamState {
         kernel: &Kernel,
         headers: &HttpHeaders,
     ) -> ProcessingResponse {
+        if let Some(tally) = self.tally.as_mut() {
+            tally.http_status = upstream_status(headers);
+        }
         let Some(plan) = self.plan.clone() else {
             return wrap(Which::ResponseHeaders, Answer::pass(), None);
         };
@@ -636,6 +654,12 @@ impl StreamState {
         span.record("decision", status);
         self.span.record("decision", status);
         self.settle(status, Some(started.elapsed().as_secs_f64()));
+        if let (Answer::Reply(reply), Some(tally)) = (&answer, self.tally.as_mut()) {
+            tally.http_status = reply
+                .status
+                .as_ref()
+                .and_then(|s| u16::try_from(s.code).ok());
+        }
         answer
     }
 
@@ -690,6 +714,7 @@ impl StreamState {
         crate::telemetry::inject_trace(&call, &mut request.trace_context);
         let failure = match conn.execute(agent, request).instrument(call).await {
             Ok(answer) => {
+                self.note_shadow(&answer);
                 let code = answer.status.as_ref().map(|s| s.code);
                 match convert(answer) {
                     Ok(Ok(answer)) => {
@@ -754,19 +779,49 @@ impl StreamState {
 /// when Envoy resets the stream).
 struct Tally {
     kernel: Arc<Kernel>,
+    /// The configuration the request ran with (its version is logged).
+    snapshot: Arc<KernelState>,
     /// None: no route and no default policy.
     plan: Option<Arc<RoutePlan>>,
     /// None until a phase is decided (a request whose body never came is not counted).
     status: Option<&'static str>,
     /// Time of the phases that called (or tried to call) the agent.
     seconds: Option<f64>,
+    request_id: String,
+    /// The status of the kernel's immediate response, else the upstream's when the kernel saw
+    /// the response headers.
+    http_status: Option<u16>,
+    /// Shadow policies that would have stopped the request (`ipFilter:denied`), per the agent.
+    shadow: Option<String>,
+}
+
+/// The comma-separated policy names of a chain (empty: no chain).
+fn chain_names(chain: Option<&super::routes::Chain>) -> &str {
+    chain.map_or("", |c| &c.names)
 }
 
 impl Drop for Tally {
+    /// Counts the request and logs it: one info line per request (spec 7.2) with route,
+    /// chains, decision, HTTP status, kernel time, request id, configuration version and the
+    /// would-be denials of shadow policies; never headers, so no credential or cookie can
+    /// reach the log.
     fn drop(&mut self) {
         let Some(status) = self.status else {
             return;
         };
+        let plan = self.plan.as_deref();
+        tracing::info!(
+            request_id = %self.request_id,
+            route = plan.map_or("none", |p| p.name.as_str()),
+            chain = chain_names(plan.and_then(|p| p.request.as_ref())),
+            response_chain = chain_names(plan.and_then(|p| p.response.as_ref())),
+            decision = status,
+            status = self.http_status,
+            latency_ms = self.seconds.unwrap_or(0.0) * 1000.0,
+            config.version = %self.snapshot.version,
+            shadow = self.shadow.as_deref(),
+            "request"
+        );
         let metrics = &self.kernel.metrics;
         match &self.plan {
             Some(plan) => {
@@ -790,6 +845,27 @@ impl StreamState {
                 *tally.seconds.get_or_insert(0.0) += seconds;
             }
         }
+    }
+
+    /// Keeps what the agent says shadow policies would have done, for the request's log line
+    /// (bounded: it comes from another process).
+    fn note_shadow(&mut self, answer: &proto::PolicyResponse) {
+        const MAX: usize = 512;
+        let (Some(tally), Some(text)) = (
+            self.tally.as_mut(),
+            answer.metadata.get(crate::agent::SHADOW_METADATA),
+        ) else {
+            return;
+        };
+        let mut end = text.len().min(MAX);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let shadow = tally.shadow.get_or_insert_with(String::new);
+        if !shadow.is_empty() {
+            shadow.push(',');
+        }
+        shadow.push_str(&text[..end]);
     }
 
     /// Lets the request through without the agent: the identity headers its chain would

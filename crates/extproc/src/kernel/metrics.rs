@@ -87,6 +87,15 @@ pub struct AgentLabel {
     pub agent: String,
 }
 
+/// `{agent, policy}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgentPolicy {
+    /// Agent name.
+    pub agent: String,
+    /// Policy name.
+    pub policy: String,
+}
+
 /// `{status}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
@@ -110,6 +119,8 @@ pub struct KernelMetrics {
     pub duration: Family<RouteAgent, Histogram>,
     /// `policy_kernel_agent_health{agent}`.
     pub agent_health: Family<AgentLabel, Gauge>,
+    /// `policy_kernel_policy_health{agent, policy}`: what the agent's health answer says.
+    pub policy_health: Family<AgentPolicy, Gauge>,
     /// `policy_kernel_agent_timeouts_total{agent}`.
     pub agent_timeouts: Family<AgentLabel, Counter>,
     /// `policy_kernel_config_reload_total{status}`.
@@ -127,6 +138,7 @@ impl KernelMetrics {
                 Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
             }),
             agent_health: Family::default(),
+            policy_health: Family::default(),
             agent_timeouts: Family::default(),
             config_reloads: Family::default(),
             config_info: Family::default(),
@@ -148,6 +160,11 @@ impl KernelMetrics {
             metrics.agent_health.clone(),
         );
         registry.register(
+            "policy_kernel_policy_health",
+            "Health of each policy as its agent reports it (0 unhealthy, 1 healthy)",
+            metrics.policy_health.clone(),
+        );
+        registry.register(
             "policy_kernel_agent_timeouts",
             "Agent calls that ran past the agent timeout",
             metrics.agent_timeouts.clone(),
@@ -162,6 +179,7 @@ impl KernelMetrics {
             "Kernel configuration version in use (value is always 1)",
             metrics.config_info.clone(),
         );
+        crate::telemetry::ProcessMemory::register(registry);
         metrics
     }
 }

@@ -10,7 +10,7 @@ use super::config::{ChainEntry, KernelConfig};
 use super::metrics::RouteSeries;
 use super::wire::encoded;
 use crate::agent::chain::Phase;
-use crate::agent::policies::Registry;
+use crate::agent::policies::{PolicyError, Registry};
 use crate::proto;
 
 /// What the kernel knows about one policy of an agent.
@@ -31,6 +31,10 @@ pub struct CatalogEntry {
 pub struct PolicyCatalog {
     /// Policy name → entry.
     pub policies: HashMap<String, CatalogEntry>,
+    /// The compiled-in policies themselves, when this is their catalog: metadata that fits
+    /// the schema is also compiled, so `--validate` reports what only the policy checks (a
+    /// malformed CIDR block of `ipFilter`).
+    compile_with: Option<Registry>,
 }
 
 impl PolicyCatalog {
@@ -61,13 +65,20 @@ impl PolicyCatalog {
                 (info.name.clone(), entry)
             })
             .collect();
-        Self { policies }
+        Self {
+            policies,
+            compile_with: None,
+        }
     }
 
     /// The policies compiled into this crate's agent (used by `--validate` and before an agent
     /// has answered).
     pub fn builtin() -> Self {
-        Self::of_registry(&builtin_registry())
+        let registry = builtin_registry();
+        Self {
+            compile_with: Some(registry.clone()),
+            ..Self::of_registry(&registry)
+        }
     }
 
     fn of_registry(registry: &Registry) -> Self {
@@ -86,7 +97,10 @@ impl PolicyCatalog {
                 )
             })
             .collect();
-        Self { policies }
+        Self {
+            policies,
+            compile_with: None,
+        }
     }
 
     /// Checks a chain: every policy exists, runs in `phase`, and its metadata fits the schema.
@@ -106,9 +120,22 @@ impl PolicyCatalog {
                     entry.policy
                 ));
             }
-            let metadata = Value::Object(entry.metadata.clone().into_iter().collect());
-            for error in crate::schema::validate(&metadata, &info.schema) {
+            let metadata: serde_json::Map<String, Value> =
+                entry.metadata.clone().into_iter().collect();
+            let schema_errors =
+                crate::schema::validate(&Value::Object(metadata.clone()), &info.schema);
+            let compiled = match (&self.compile_with, schema_errors.is_empty()) {
+                (Some(registry), true) => registry
+                    .get(&entry.policy)
+                    .map(|kind| kind.compile(&metadata)),
+                _ => None,
+            };
+            for error in schema_errors {
                 problems.push(format!("policy `{}` metadata {error}", entry.policy));
+            }
+            // Only metadata problems: the built-in registry has default settings (no keys).
+            if let Some(Err(PolicyError::Metadata(error))) = compiled {
+                problems.push(format!("policy `{}` metadata: {error}", entry.policy));
             }
         }
         if problems.is_empty() {
@@ -165,6 +192,8 @@ fn identity_headers(chain: &[ChainEntry], registry: &Registry) -> Arc<[String]> 
 pub struct Chain {
     /// Policies in order, each an encoded `proto::Policy`.
     pub policies: Arc<[Bytes]>,
+    /// The policy names, comma-separated (the `chain` field of the request log line).
+    pub names: Arc<str>,
     /// Ask Envoy to buffer the body of this phase.
     pub needs_body: bool,
     /// Headers the chain's policies write as identity (request phase; see
@@ -223,11 +252,23 @@ fn encode_chain(
                 metadata,
                 on_failure: entry.on_failure.clone().unwrap_or_default(),
                 instance_key: crate::config_version(&identity),
+                shadow: entry.shadow,
+                when: entry.when.as_ref().map(|when| proto::Condition {
+                    methods: when.methods.clone(),
+                    path_prefixes: when.path_prefixes.clone(),
+                    headers: when
+                        .headers
+                        .iter()
+                        .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+                        .collect(),
+                }),
             })
         })
         .collect();
+    let names: Vec<&str> = chain.iter().map(|entry| entry.policy.as_str()).collect();
     Some(Chain {
         policies,
+        names: names.join(",").into(),
         needs_body: catalog.needs_body(chain),
         identity_headers: match phase {
             Phase::Request => identity_headers(chain, registry),
@@ -245,8 +286,21 @@ impl RouteTable {
         let builtin = PolicyCatalog::of_registry(&registry);
         let plan = |name: &str,
                     agent: Option<&String>,
+                    shadow: bool,
                     request: &[ChainEntry],
                     response: &[ChainEntry]| {
+            // A route in shadow mode runs every entry of its chains as a dry run.
+            let mark = |chain: &[ChainEntry]| -> Vec<ChainEntry> {
+                chain
+                    .iter()
+                    .cloned()
+                    .map(|mut entry| {
+                        entry.shadow |= shadow;
+                        entry
+                    })
+                    .collect()
+            };
+            let (request, response) = (&mark(request)[..], &mark(response)[..]);
             let agent = config
                 .agent_for(agent)
                 .map(|a| a.name.clone())
@@ -287,6 +341,7 @@ impl RouteTable {
                     plan(
                         &r.route_name,
                         r.agent.as_ref(),
+                        r.shadow,
                         &r.request_policy_chain,
                         &r.response_policy_chain,
                     ),
@@ -297,6 +352,7 @@ impl RouteTable {
             plan(
                 "default",
                 d.agent.as_ref(),
+                d.shadow,
                 &d.request_policy_chain,
                 &d.response_policy_chain,
             )

@@ -55,6 +55,11 @@ mod tests {
             metadata: HashMap::from([("burst".into(), "5".into())]),
             on_failure: "continue".into(),
             instance_key: "k1".into(),
+            shadow: true,
+            when: Some(proto::Condition {
+                methods: vec!["POST".into()],
+                ..Default::default()
+            }),
         };
         let context = proto::RequestContext {
             headers: HashMap::from([("x-api-key".into(), "k".into())]),

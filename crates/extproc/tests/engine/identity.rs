@@ -61,7 +61,7 @@ async fn forged_identity_headers_are_removed_when_auth_is_optional() {
 }
 
 /// `request_headers` with Envoy's `source.address` attribute.
-fn from_source(route: &str, pairs: &[(&str, &str)], source: &str) -> ProcessingRequest {
+pub(super) fn from_source(route: &str, pairs: &[(&str, &str)], source: &str) -> ProcessingRequest {
     let mut request = request_headers(route, pairs, true);
     for attrs in request.attributes.values_mut() {
         attrs.fields.insert(
@@ -81,7 +81,7 @@ const PER_ADDRESS: &str = r#"    - route_name: per-address
           metadata: {requests_per_second: 0.01, burst: 1, key: client_ip}
 "#;
 
-async fn statuses(
+pub(super) async fn statuses(
     client: &mut ExternalProcessorClient<Channel>,
     requests: Vec<ProcessingRequest>,
 ) -> Vec<Option<i32>> {

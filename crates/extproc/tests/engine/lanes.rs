@@ -112,6 +112,8 @@ impl PolicyAgent for FakeAgent {
         Ok(Response::new(proto::HealthResponse {
             serving: true,
             config_version: "fake-v1".into(),
+            // An agent that reports no per-policy health (as before it existed).
+            ..proto::HealthResponse::default()
         }))
     }
 }

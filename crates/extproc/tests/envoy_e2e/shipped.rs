@@ -56,10 +56,6 @@ fn write_shipped_configs(dir: &Path, ports: Ports) {
     .unwrap();
 }
 
-fn upstream_saw(reply: &Reply) -> Value {
-    serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.body))
-}
-
 #[test]
 fn shipped_files_require_credentials() {
     let Some(envoy) = envoy_or_skip("shipped_files_require_credentials") else {
@@ -98,6 +94,18 @@ fn shipped_files_require_credentials() {
         401
     );
     assert_eq!(stack.get("/api/v1/admin", &key).status, 401);
+
+    // Paths are normalized before routing: dot segments, doubled slashes and escaped slashes
+    // cannot take the users route (an API key) to admin (a JWT).
+    for sneaky in [
+        "/api/v1/users/../admin",
+        "/api/v1/users/./../admin/x",
+        "//api//v1/admin",
+    ] {
+        let reply = stack.get(sneaky, &key);
+        assert_eq!(reply.status, 401, "{sneaky}: {}", reply.body);
+    }
+    assert_eq!(stack.get("/api/v1/users/..%2Fadmin", &key).status, 400);
 
     // catch-all: everything else needs a key too.
     assert_eq!(stack.get("/anything", &[]).status, 401);

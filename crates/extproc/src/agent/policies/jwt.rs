@@ -34,6 +34,8 @@ struct KeyStore {
     hs256: Option<DecodingKey>,
     min_refresh: Duration,
     jwks: RwLock<Jwks>,
+    /// Why the last JWKS fetch failed (None after a success or before any fetch).
+    last_error: RwLock<Option<String>>,
 }
 
 enum KeySource {
@@ -106,12 +108,18 @@ impl KeyStore {
                 if let Ok(mut jwks) = self.jwks.write() {
                     *jwks = fresh;
                 }
+                if let Ok(mut last) = self.last_error.write() {
+                    *last = None;
+                }
                 tracing::info!(jwks.file = %path.display(), "JWKS refreshed after unknown kid");
             }
             Err(error) => {
                 tracing::error!(%error, "JWKS refresh failed");
                 if let Ok(mut jwks) = self.jwks.write() {
                     jwks.refreshed_at = Instant::now();
+                }
+                if let Ok(mut last) = self.last_error.write() {
+                    *last = Some(error.to_string());
                 }
             }
         }
@@ -143,10 +151,16 @@ impl KeyStore {
                 if let Ok(mut jwks) = self.jwks.write() {
                     *jwks = fresh;
                 }
+                if let Ok(mut last) = self.last_error.write() {
+                    *last = None;
+                }
                 tracing::info!(jwks.url = %source.url, keys, why, "JWKS fetched");
             }
             Err(error) => {
                 tracing::error!(jwks.url = %source.url, %error, why, "JWKS fetch failed; keeping the previous keys");
+                if let Ok(mut last) = self.last_error.write() {
+                    *last = Some(error);
+                }
             }
         }
     }
@@ -270,6 +284,7 @@ impl JwtValidation {
                 hs256,
                 min_refresh: Duration::from_millis(min_refresh_ms),
                 jwks: RwLock::new(jwks),
+                last_error: RwLock::new(None),
             }),
         }
     }
@@ -356,6 +371,26 @@ impl PolicyKind for JwtValidation {
             requires_body: false,
             body_flags: &[],
         }
+    }
+
+    /// Unhealthy when the last JWKS fetch failed or no key can verify a token; healthy when
+    /// the policy is not configured at all (no `jwtValidation` settings).
+    fn health(&self) -> Result<(), String> {
+        let keys = &self.keys;
+        if matches!(keys.source, KeySource::None) && keys.hs256.is_none() {
+            return Ok(());
+        }
+        if let Some(error) = keys.last_error.read().ok().and_then(|e| e.clone()) {
+            return Err(format!("last JWKS fetch failed: {error}"));
+        }
+        let empty = keys
+            .jwks
+            .read()
+            .map_or(true, |j| j.by_kid.is_empty() && j.without_kid.is_empty());
+        if empty && keys.hs256.is_none() {
+            return Err("no key to verify tokens with".to_owned());
+        }
+        Ok(())
     }
 
     fn start(&self) -> Option<Pending> {

@@ -68,6 +68,8 @@ pub struct RedisStore {
     timeout: std::time::Duration,
     script: redis::Script,
     idle: Mutex<Vec<redis::Connection>>,
+    /// Why the last Redis call failed (None after a success or before any call).
+    last_error: Mutex<Option<String>>,
 }
 
 impl RedisStore {
@@ -79,6 +81,7 @@ impl RedisStore {
             timeout: std::time::Duration::from_millis(timeout_ms),
             script: redis::Script::new(TOKEN_BUCKET_LUA),
             idle: Mutex::new(Vec::new()),
+            last_error: Mutex::new(None),
         })
     }
 
@@ -97,8 +100,17 @@ impl RedisStore {
         Ok(connection)
     }
 
-    /// Takes one token from the bucket `key`; on refusal returns the seconds to wait.
+    /// Takes one token from the bucket `key`; on refusal returns the seconds to wait. The
+    /// outcome is kept for [`PolicyKind::health`].
     fn take(&self, key: &str, rate: f64, burst: f64) -> Result<Result<(), u64>, PolicyError> {
+        let result = self.take_once(key, rate, burst);
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = result.as_ref().err().map(ToString::to_string);
+        }
+        result
+    }
+
+    fn take_once(&self, key: &str, rate: f64, burst: f64) -> Result<Result<(), u64>, PolicyError> {
         let mut connection = self.connection()?;
         let (allowed, wait): (i64, String) = self
             .script
@@ -145,6 +157,18 @@ enum KeySource {
 }
 
 impl PolicyKind for RateLimit {
+    /// Unhealthy while the last call to the Redis store failed (in-memory buckets cannot).
+    fn health(&self) -> Result<(), String> {
+        let last = self
+            .redis
+            .as_ref()
+            .and_then(|redis| redis.last_error.lock().ok().and_then(|e| e.clone()));
+        match last {
+            Some(error) => Err(format!("Redis store: {error}")),
+            None => Ok(()),
+        }
+    }
+
     fn descriptor(&self) -> Descriptor {
         Descriptor {
             name: "rateLimit",
@@ -197,8 +221,10 @@ impl PolicyKind for RateLimit {
             .map_or_else(|| meta.requests_per_second.ceil().max(1.0), f64::from);
         let store = match meta.store.as_deref() {
             Some("redis") => {
+                // An agent setting is missing, not the route's metadata (so the kernel's
+                // `--validate`, which compiles with default settings, accepts the route).
                 let redis = self.redis.clone().ok_or_else(|| {
-                    PolicyError::Metadata(
+                    PolicyError::Settings(
                         "store: redis needs agent_core.policy_settings.rateLimit.redis_url"
                             .to_owned(),
                     )
@@ -409,5 +435,31 @@ mod tests {
         }
         let total: usize = buckets.shards.iter().map(|s| s.lock().unwrap().len()).sum();
         assert!(total <= SHARDS * MAX_KEYS_PER_SHARD, "{total}");
+    }
+
+    #[test]
+    fn a_failing_redis_store_makes_the_kind_unhealthy() {
+        let kind = RateLimit::from_settings(&RateLimitSettings {
+            redis_url: Some("redis://127.0.0.1:1".to_owned()),
+            redis_timeout_ms: 50,
+        })
+        .unwrap();
+        assert_eq!(kind.health(), Ok(()), "no call yet");
+        let policy = kind
+            .compile_instance(
+                json!({"requests_per_second": 1, "store": "redis"})
+                    .as_object()
+                    .unwrap(),
+                "k",
+            )
+            .unwrap();
+        let ctx = Context {
+            client_ip: "10.0.0.1".to_owned(),
+            ..Context::default()
+        };
+        assert!(policy.execute(&ctx).is_err());
+        let reason = kind.health().unwrap_err();
+        assert!(reason.starts_with("Redis store: "), "{reason}");
+        assert_eq!(RateLimit::default().health(), Ok(()), "memory buckets");
     }
 }
