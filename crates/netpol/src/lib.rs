@@ -34,6 +34,7 @@ pub mod cidr;
 pub mod conformance;
 pub mod connectivity;
 pub mod dialect;
+pub mod diff;
 pub mod engine;
 pub mod error;
 pub mod explain;
