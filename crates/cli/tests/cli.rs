@@ -294,3 +294,17 @@ fn demo_exports_a_replay_for_a_collector_and_seeds_a_database_once() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn conformance_runs_the_diff_corpus_and_counts_what_it_did_not_evaluate() {
+    let dir = "../shared/corpus/netpol/cases-diff";
+    let o = policyhub(&["conformance", "netpol", dir]);
+    let text = stdout(&o);
+    let last = text.lines().last().unwrap_or_default();
+    assert_eq!(last, "4850 passed, 0 failed, 6 not evaluated");
+    assert!(text.contains("not evaluated: the ingress controller"));
+    // Entries not evaluated fail the run unless they are allowed explicitly.
+    assert_eq!(o.status.code(), Some(1));
+    let o = policyhub(&["conformance", "netpol", dir, "--allow-unsupported"]);
+    assert!(o.status.success());
+}

@@ -1,5 +1,6 @@
-//! Runner for conformance case files (the format of `shared/corpus/netpol/cases`):
-//! a scenario (namespaces, pods, policies) and the expected answers.
+//! Runner for conformance case files (the format of `shared/corpus/netpol`): a scenario
+//! (namespaces, pods, policies) and the expected answers (`cases/`), or two clusters'
+//! manifests and the expected connectivity diff (`cases-diff/`, kind `diff`).
 
 use std::path::Path;
 
@@ -14,6 +15,8 @@ use crate::model::{ContainerPort, Namespace, Pod, WorkloadRef};
 use crate::policy::Entity;
 use crate::ports::{PortSet, Protocol};
 use crate::Verdict;
+
+pub mod diff;
 
 #[derive(Debug, Deserialize)]
 pub struct Case {
@@ -104,11 +107,24 @@ pub struct Expected {
     pub rule: Option<String>,
 }
 
-/// One expected entry that did not hold.
+/// One expected entry that did not hold, or an answer no entry expected.
 #[derive(Debug, Clone)]
 pub struct Failure {
-    pub expected: Expected,
+    pub src: String,
+    pub dst: String,
+    /// What the case expects (`unchanged` for an answer the case does not list).
+    pub want: String,
     pub got: String,
+    /// Why the entry is expected, when the case says.
+    pub rule: Option<String>,
+}
+
+/// An expected entry the runner did not evaluate, and why. Never counted as passed.
+#[derive(Debug, Clone)]
+pub struct NotEvaluated {
+    pub src: String,
+    pub dst: String,
+    pub reason: String,
 }
 
 #[derive(Debug)]
@@ -116,6 +132,81 @@ pub struct CaseResult {
     pub name: String,
     pub passed: usize,
     pub failures: Vec<Failure>,
+    pub not_evaluated: Vec<NotEvaluated>,
+}
+
+/// A case file of any kind the runner knows.
+#[derive(Debug)]
+pub enum AnyCase {
+    /// `connlist`, `podmap`, `podmap-bool`, `eval-point` (`cases/`, project cases).
+    Connectivity(Case),
+    /// `diff` (`cases-diff/`).
+    Diff(diff::DiffCase),
+}
+
+impl AnyCase {
+    /// Reads a case file, choosing its type by its `kind`.
+    pub fn load(path: &Path) -> Result<AnyCase, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let kind = serde_json::from_str::<KindOnly>(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .kind;
+        let parsed = match kind.as_str() {
+            "diff" => serde_json::from_str(&text).map(AnyCase::Diff),
+            "connlist" | "podmap" | "podmap-bool" | "eval-point" => {
+                serde_json::from_str(&text).map(AnyCase::Connectivity)
+            }
+            other => {
+                return Err(format!(
+                    "{}: case kind {other:?} is not supported (connlist, podmap, podmap-bool, \
+                     eval-point, diff)",
+                    path.display()
+                ))
+            }
+        };
+        parsed.map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn kind(&self) -> &str {
+        match self {
+            AnyCase::Connectivity(c) => &c.kind,
+            AnyCase::Diff(_) => "diff",
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            AnyCase::Connectivity(c) => &c.name,
+            AnyCase::Diff(c) => &c.name,
+        }
+    }
+
+    /// Builds the scenario and checks every expected entry.
+    pub fn run(&self, options: Options) -> Result<CaseResult, String> {
+        match self {
+            AnyCase::Connectivity(c) => c.run(options),
+            AnyCase::Diff(c) => c.run(options),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct KindOnly {
+    kind: String,
+}
+
+impl Expected {
+    /// The expected answer as text.
+    pub fn want(&self) -> String {
+        self.allowed_ports.clone().unwrap_or_else(|| {
+            format!(
+                "{}/{} allowed={}",
+                self.protocol.as_deref().unwrap_or("?"),
+                self.port.unwrap_or(0),
+                self.allowed.unwrap_or(false)
+            )
+        })
+    }
 }
 
 impl Case {
@@ -150,13 +241,17 @@ impl Case {
             name: self.name.clone(),
             passed: 0,
             failures: Vec::new(),
+            not_evaluated: Vec::new(),
         };
         for exp in &self.expected {
             match check(&engine, exp) {
                 Ok(()) => result.passed += 1,
                 Err(got) => result.failures.push(Failure {
-                    expected: exp.clone(),
+                    src: exp.src.clone(),
+                    dst: exp.dst.clone(),
+                    want: exp.want(),
                     got,
+                    rule: exp.rule.clone(),
                 }),
             }
         }
