@@ -1,6 +1,5 @@
 //! `policyhub eval`, `policyhub connectivity` and `policyhub conformance netpol`.
 
-use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,7 +11,9 @@ use netpol::policy::Entity;
 use netpol::{Endpoint, Engine, Protocol};
 
 use crate::engine_args::{load_engine, EngineArgs};
-use crate::output::{print_structured, print_table, Format};
+use crate::output::{
+    print_dot, print_rows, print_structured, print_table, progress, DotEdge, Format,
+};
 
 /// Where the cluster comes from, shared by the commands that evaluate it.
 #[derive(Args)]
@@ -103,7 +104,7 @@ fn endpoint(engine: &Engine, text: &str) -> anyhow::Result<Endpoint> {
 pub struct ConnectivityArgs {
     #[command(flatten)]
     source: SourceArgs,
-    /// table (list of allowed connections), matrix, json, yaml or dot.
+    /// table (list of allowed connections), matrix, json, yaml, md, csv or dot.
     #[arg(short, long, value_enum, default_value = "table")]
     output: Format,
     /// Also list pairs with no connection.
@@ -113,19 +114,11 @@ pub struct ConnectivityArgs {
 
 pub fn connectivity(args: ConnectivityArgs) -> anyhow::Result<ExitCode> {
     let engine = args.source.engine()?;
-    let tty = std::io::stderr().is_terminal();
     let mut conns: Vec<Connection> = Vec::new();
     let keep_all = args.all || args.output == Format::Matrix;
     connectivity::analyze(
         &engine,
-        |done, total| {
-            if tty && total > 50 && (done % 25 == 0 || done == total) {
-                eprint!("\ranalyzing workloads: {done}/{total}");
-                if done == total {
-                    eprintln!();
-                }
-            }
-        },
+        progress("analyzing workloads"),
         |src, dst, ports| {
             if keep_all || !ports.is_empty() {
                 conns.push(Connection {
@@ -143,24 +136,24 @@ pub fn connectivity(args: ConnectivityArgs) -> anyhow::Result<ExitCode> {
     match args.output {
         Format::Json | Format::Yaml => print_structured(&shown, args.output)?,
         Format::Dot => {
-            println!("digraph connectivity {{");
-            for c in &shown {
-                println!(
-                    "  {:?} -> {:?} [label={:?}];",
-                    c.src.to_string(),
-                    c.dst.to_string(),
-                    c.ports.to_string()
-                );
-            }
-            println!("}}");
+            let edges: Vec<DotEdge> = shown
+                .iter()
+                .map(|c| DotEdge {
+                    src: c.src.to_string(),
+                    dst: c.dst.to_string(),
+                    label: c.ports.to_string(),
+                    attrs: None,
+                })
+                .collect();
+            print_dot("connectivity", &edges);
         }
         Format::Matrix => print_matrix(&conns),
-        Format::Table => {
+        Format::Table | Format::Md | Format::Csv => {
             let rows: Vec<Vec<String>> = shown
                 .iter()
                 .map(|c| vec![c.src.to_string(), c.dst.to_string(), c.ports.to_string()])
                 .collect();
-            print_table(&["SOURCE", "DESTINATION", "ALLOWED"], &rows);
+            print_rows(args.output, &["SOURCE", "DESTINATION", "ALLOWED"], &rows);
         }
     }
     Ok(ExitCode::SUCCESS)
