@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::{ArgAction, Args};
 use netpol::diff::{self, DiffEntry, DiffSummary, DiffType};
 
-use crate::engine_args::{load_engine, EngineArgs};
+use crate::engine_args::{load_cluster, EngineArgs};
 use crate::output::{print_dot, print_rows, print_structured, progress, DotEdge, Format};
 
 #[derive(Args)]
@@ -47,8 +47,8 @@ pub fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
             "-f takes exactly two paths, the base and then the target (or use --base and --target)"
         ),
     };
-    let base = load_engine(&base, &args.engine).context("base cluster")?;
-    let target = load_engine(&target, &args.engine).context("target cluster")?;
+    let base = load_cluster(&base, &args.engine).context("base cluster")?;
+    let target = load_cluster(&target, &args.engine).context("target cluster")?;
     let mut entries: Vec<DiffEntry> = Vec::new();
     let mut summary = DiffSummary::default();
     let mut widened = false;

@@ -37,6 +37,16 @@ impl EngineArgs {
 
 /// Reads manifests (warning about documents it skips) and compiles them.
 pub fn load_engine(files: &[PathBuf], args: &EngineArgs) -> anyhow::Result<Engine> {
+    load(files, args, false)
+}
+
+/// The same, with the ingress controller as a peer (`{ingress-controller}`) when an
+/// Ingress or Route routes to pods: what connectivity reports and diffs compare.
+pub fn load_cluster(files: &[PathBuf], args: &EngineArgs) -> anyhow::Result<Engine> {
+    load(files, args, true)
+}
+
+fn load(files: &[PathBuf], args: &EngineArgs, ingress: bool) -> anyhow::Result<Engine> {
     let mut bundle = Bundle::default();
     for f in files {
         bundle.load_path(f)?;
@@ -46,6 +56,9 @@ pub fn load_engine(files: &[PathBuf], args: &EngineArgs) -> anyhow::Result<Engin
             "warning: {}: document {}: skipped {} {:?}: {}",
             s.file, s.document, s.kind, s.name, s.reason
         );
+    }
+    if ingress {
+        netpol::ingress::add_controller(&mut bundle.inventory);
     }
     Ok(Engine::new(
         bundle.inventory,

@@ -10,7 +10,7 @@ use netpol::connectivity::{self, Connection};
 use netpol::policy::Entity;
 use netpol::{Endpoint, Engine, Protocol};
 
-use crate::engine_args::{load_engine, EngineArgs};
+use crate::engine_args::{load_cluster, load_engine, EngineArgs};
 use crate::output::{
     print_dot, print_rows, print_structured, print_table, progress, DotEdge, Format,
 };
@@ -28,6 +28,11 @@ pub struct SourceArgs {
 impl SourceArgs {
     fn engine(&self) -> anyhow::Result<Engine> {
         load_engine(&self.files, &self.engine)
+    }
+
+    /// The engine with the ingress controller as a peer, for connectivity reports.
+    fn cluster(&self) -> anyhow::Result<Engine> {
+        load_cluster(&self.files, &self.engine)
     }
 }
 
@@ -113,7 +118,7 @@ pub struct ConnectivityArgs {
 }
 
 pub fn connectivity(args: ConnectivityArgs) -> anyhow::Result<ExitCode> {
-    let engine = args.source.engine()?;
+    let engine = args.source.cluster()?;
     let mut conns: Vec<Connection> = Vec::new();
     let keep_all = args.all || args.output == Format::Matrix;
     connectivity::analyze(

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cidr::IpRange;
-use crate::connectivity::range_ports;
+use crate::connectivity::{ingress_ports, range_ports, INGRESS_CONTROLLER};
 use crate::engine::{AllowLocalhost, Endpoint, Engine, Options};
 use crate::manifest::Bundle;
 use crate::model::{ContainerPort, Namespace, Pod, WorkloadRef};
@@ -30,6 +30,10 @@ pub struct Case {
     pub pods: Vec<CasePod>,
     #[serde(default)]
     pub policies: Vec<Value>,
+    /// The manifests themselves (`connectivity-ingress` cases): when present the scenario is
+    /// read from them, Services, Ingresses and Routes included, with the ingress controller.
+    #[serde(default)]
+    pub manifests: Option<Vec<Value>>,
     /// Evaluation options the expectations assume, over the runner's (project cases only).
     #[serde(default)]
     pub options: CaseOptions,
@@ -138,7 +142,8 @@ pub struct CaseResult {
 /// A case file of any kind the runner knows.
 #[derive(Debug)]
 pub enum AnyCase {
-    /// `connlist`, `podmap`, `podmap-bool`, `eval-point` (`cases/`, project cases).
+    /// `connlist`, `podmap`, `podmap-bool`, `eval-point` (`cases/`, project cases),
+    /// `connectivity-ingress` (`cases-ingress/`).
     Connectivity(Case),
     /// `diff` (`cases-diff/`).
     Diff(diff::DiffCase),
@@ -153,13 +158,13 @@ impl AnyCase {
             .kind;
         let parsed = match kind.as_str() {
             "diff" => serde_json::from_str(&text).map(AnyCase::Diff),
-            "connlist" | "podmap" | "podmap-bool" | "eval-point" => {
+            "connlist" | "podmap" | "podmap-bool" | "eval-point" | "connectivity-ingress" => {
                 serde_json::from_str(&text).map(AnyCase::Connectivity)
             }
             other => {
                 return Err(format!(
                     "{}: case kind {other:?} is not supported (connlist, podmap, podmap-bool, \
-                     eval-point, diff)",
+                     eval-point, connectivity-ingress, diff)",
                     path.display()
                 ))
             }
@@ -218,16 +223,29 @@ impl Case {
     /// Builds the scenario and checks every expected entry.
     pub fn run(&self, options: Options) -> Result<CaseResult, String> {
         let mut bundle = Bundle::default();
-        for ns in &self.namespaces {
+        if let Some(manifests) = &self.manifests {
+            for (i, doc) in manifests.iter().enumerate() {
+                bundle
+                    .add_object(doc, &format!("{}:manifests", self.name), i + 1, "")
+                    .map_err(|e| e.to_string())?;
+            }
+            crate::ingress::add_controller(&mut bundle.inventory);
+        }
+        let model = if self.manifests.is_some() {
+            (&[][..], &[][..], &[][..])
+        } else {
+            (&self.namespaces[..], &self.pods[..], &self.policies[..])
+        };
+        for ns in model.0 {
             bundle.inventory.add_namespace(Namespace {
                 name: ns.name.clone(),
                 labels: ns.labels.clone(),
             });
         }
-        for pod in &self.pods {
+        for pod in model.1 {
             bundle.inventory.add_pod(pod.to_pod()?);
         }
-        for (i, policy) in self.policies.iter().enumerate() {
+        for (i, policy) in model.2.iter().enumerate() {
             bundle
                 .add_object(policy, &format!("{}:policies", self.name), i + 1, "")
                 .map_err(|e| e.to_string())?;
@@ -322,11 +340,18 @@ enum Side {
     Pod(usize),
     Ranges(Vec<IpRange>),
     Entity(Entity),
+    /// The ingress controller pod.
+    Controller(usize),
 }
 
 fn side(engine: &Engine, text: &str) -> Result<Side, String> {
     if let Some(i) = engine.inventory().pod_index(text) {
         return Ok(Side::Pod(i));
+    }
+    if text == INGRESS_CONTROLLER {
+        return crate::ingress::controller(engine.inventory())
+            .map(Side::Controller)
+            .ok_or_else(|| "no Ingress or Route backend: no ingress controller".to_string());
     }
     if let Some(e) = Entity::parse(text) {
         return Ok(Side::Entity(e));
@@ -365,6 +390,9 @@ fn check(engine: &Engine, exp: &Expected) -> Result<(), String> {
                 }
                 all
             }
+            (Side::Controller(c), Side::Pod(d)) => {
+                vec![(String::new(), ingress_ports(engine, *c, *d).l4())]
+            }
             _ => return Err("allowed_ports needs a pod on at least one end, and no entity".into()),
         };
         let wrong: Vec<String> = got
@@ -397,6 +425,7 @@ fn check(engine: &Engine, exp: &Expected) -> Result<(), String> {
                 .map(Endpoint::External)
                 .collect(),
             Side::Entity(e) => vec![Endpoint::Entity(*e, None)],
+            Side::Controller(c) => vec![Endpoint::Pod(*c)],
         }
     };
     for s in endpoints(&src) {

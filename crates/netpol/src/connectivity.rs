@@ -13,11 +13,12 @@ use crate::model::WorkloadRef;
 use crate::ports::PortSet;
 
 /// One side of a connection.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Peer {
     Workload(WorkloadRef),
     External(IpRange),
+    /// The cluster's ingress controller (see [`crate::ingress`]); only ever a source.
+    IngressController,
 }
 
 impl fmt::Display for Peer {
@@ -25,6 +26,21 @@ impl fmt::Display for Peer {
         match self {
             Peer::Workload(w) => write!(f, "{w}"),
             Peer::External(r) => write!(f, "{r}"),
+            Peer::IngressController => f.write_str(INGRESS_CONTROLLER),
+        }
+    }
+}
+
+/// How the ingress controller peer is printed.
+pub const INGRESS_CONTROLLER: &str = "{ingress-controller}";
+
+/// A workload as its fields, a range or the controller as text.
+impl Serialize for Peer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Peer::Workload(w) => w.serialize(s),
+            Peer::External(r) => r.serialize(s),
+            Peer::IngressController => s.serialize_str(INGRESS_CONTROLLER),
         }
     }
 }
@@ -69,6 +85,15 @@ pub fn analyze(
         }
     }
     progress(workloads.len(), workloads.len());
+    if let Some(controller) = crate::ingress::controller(engine.inventory()) {
+        for (w, pod) in &workloads {
+            sink(
+                &Peer::IngressController,
+                w,
+                &ingress_ports(engine, controller, *pod),
+            );
+        }
+    }
     let ipv6 = has_ipv6_cuts(engine);
     for (w, pod) in &workloads {
         for outbound in [true, false] {
@@ -84,17 +109,31 @@ pub fn analyze(
     }
 }
 
-/// Every workload of the inventory, sorted, with the index of its first pod (which stands
-/// for all its pods).
+/// Every workload of the inventory but the ingress controller, sorted, with the index of
+/// its first pod (which stands for all its pods).
 pub fn workloads(engine: &Engine) -> Vec<(WorkloadRef, usize)> {
     let mut workloads: BTreeMap<&WorkloadRef, usize> = BTreeMap::new();
     for (i, pod) in engine.inventory().pods.iter().enumerate() {
-        workloads.entry(&pod.workload).or_insert(i);
+        if !crate::ingress::is_controller(&pod.workload) {
+            workloads.entry(&pod.workload).or_insert(i);
+        }
     }
     workloads
         .into_iter()
         .map(|(w, pod)| (w.clone(), pod))
         .collect()
+}
+
+/// What the ingress controller pod may open to `pod`: the candidate ports Ingresses and
+/// Routes expose (see [`crate::ingress::candidate_ports`]) that the policies allow.
+pub fn ingress_ports(engine: &Engine, controller: usize, pod: usize) -> PortSet {
+    let candidates = crate::ingress::candidate_ports(engine.inventory(), pod);
+    if candidates.is_empty() {
+        return candidates;
+    }
+    engine
+        .allowed_ports(&Endpoint::Pod(controller), &Endpoint::Pod(pod))
+        .intersection(&candidates)
 }
 
 /// Whether some policy names an IPv6 block, so that the IPv6 space is cut and reported.

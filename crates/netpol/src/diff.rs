@@ -1,8 +1,9 @@
 //! Connectivity diff: which connections a change of manifests adds, removes or changes.
 //!
 //! Both clusters are analysed as [`connectivity::analyze`](crate::connectivity::analyze)
-//! does (workload pairs, never a workload with itself, and each workload against the
-//! external address space); a workload is the same peer on both sides when its
+//! does (workload pairs, never a workload with itself, the ingress controller to each
+//! workload when either side has one, and each workload against the external address
+//! space); a workload is the same peer on both sides when its
 //! `ns/name[Kind]` is the same, whatever its pods or labels became. A workload that exists
 //! on one side only has no connections on the other. External ranges are the common
 //! refinement of both sides' ranges, touching ranges with the same answers merged.
@@ -17,8 +18,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::Serialize;
 
 use crate::cidr::IpRange;
-use crate::connectivity::{external_ranges, has_ipv6_cuts, workloads, Peer};
+use crate::connectivity::{external_ranges, has_ipv6_cuts, ingress_ports, workloads, Peer};
 use crate::engine::{Endpoint, Engine};
+use crate::ingress;
 use crate::model::WorkloadRef;
 use crate::ports::PortSet;
 
@@ -138,8 +140,8 @@ struct Sides {
 }
 
 /// Calls `sink` for every pair whose connections differ from `base` to `target`, workload
-/// pairs first (sorted by source, then destination), then each workload's external ranges
-/// (outbound, then inbound). `progress(done, total)` counts source workloads.
+/// pairs first (sorted by source, then destination), then the ingress controller to each
+/// workload, then each workload's external ranges (outbound, then inbound). `progress(done, total)` counts source workloads.
 pub fn diff(
     base: &Engine,
     target: &Engine,
@@ -186,11 +188,30 @@ pub fn diff(
         }
     }
     progress(all.len(), all.len());
-    let ipv6 = has_ipv6_cuts(base) || has_ipv6_cuts(target);
     let outside = Sides {
         before: Some(0),
         after: Some(0),
     };
+    let controllers = (
+        ingress::controller(base.inventory()),
+        ingress::controller(target.inventory()),
+    );
+    if controllers != (None, None) {
+        let ports = |engine: &Engine, controller: Option<usize>, pod: Option<usize>| match (
+            controller, pod,
+        ) {
+            (Some(c), Some(p)) => ingress_ports(engine, c, p),
+            _ => PortSet::none(),
+        };
+        for (w, s) in &all {
+            let before = ports(base, controllers.0, s.before);
+            let after = ports(target, controllers.1, s.after);
+            if let Some(e) = entry(&Peer::IngressController, w, before, after, &outside, s) {
+                sink(e);
+            }
+        }
+    }
+    let ipv6 = has_ipv6_cuts(base) || has_ipv6_cuts(target);
     for (w, s) in &all {
         for outbound in [true, false] {
             let side = |engine: &Engine, pod: Option<usize>| match pod {

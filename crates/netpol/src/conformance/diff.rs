@@ -9,16 +9,13 @@ use std::net::IpAddr;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{CaseResult, Failure, NotEvaluated};
+use super::{CaseResult, Failure};
 use crate::cidr::IpRange;
 use crate::connectivity::Peer;
 use crate::diff::{diff_all, DiffEntry};
 use crate::engine::{Engine, Options};
 use crate::manifest::Bundle;
 use crate::ports::PortSet;
-
-/// The peer upstream prints for its ingress controller, which this runner does not model.
-pub const INGRESS_CONTROLLER: &str = "{ingress-controller}";
 
 #[derive(Debug, Deserialize)]
 pub struct DiffCase {
@@ -154,6 +151,7 @@ impl DiffCase {
                 .add_object(doc, &format!("{}:{side}", self.name), i + 1, "")
                 .map_err(|e| format!("{side}: {e}"))?;
         }
+        crate::ingress::add_controller(&mut bundle.inventory);
         Ok(Engine::new(bundle.inventory, bundle.policies, options))
     }
 
@@ -173,16 +171,6 @@ impl DiffCase {
         let mut listed_pairs: BTreeSet<(String, String)> = BTreeSet::new();
         let mut listed_ranges: BTreeMap<(String, bool), Vec<IpRange>> = BTreeMap::new();
         for exp in &self.expected {
-            if exp.src == INGRESS_CONTROLLER || exp.dst == INGRESS_CONTROLLER {
-                result.not_evaluated.push(NotEvaluated {
-                    src: exp.src.clone(),
-                    dst: exp.dst.clone(),
-                    reason: "the ingress controller peer (Service, Ingress and Route objects) \
-                             is not modelled"
-                        .into(),
-                });
-                continue;
-            }
             let fail = |got: String| Failure {
                 src: exp.src.clone(),
                 dst: exp.dst.clone(),
