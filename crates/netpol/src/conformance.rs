@@ -2,6 +2,7 @@
 //! (namespaces, pods, policies) and the expected answers (`cases/`), or two clusters'
 //! manifests and the expected connectivity diff (`cases-diff/`, kind `diff`).
 
+use std::net::IpAddr;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -17,6 +18,7 @@ use crate::ports::{PortSet, Protocol};
 use crate::Verdict;
 
 pub mod diff;
+pub mod exposure;
 
 #[derive(Debug, Deserialize)]
 pub struct Case {
@@ -147,6 +149,8 @@ pub enum AnyCase {
     Connectivity(Case),
     /// `diff` (`cases-diff/`).
     Diff(diff::DiffCase),
+    /// `exposure` (`cases-exposure/`).
+    Exposure(exposure::ExposureCase),
 }
 
 impl AnyCase {
@@ -158,13 +162,14 @@ impl AnyCase {
             .kind;
         let parsed = match kind.as_str() {
             "diff" => serde_json::from_str(&text).map(AnyCase::Diff),
+            "exposure" => serde_json::from_str(&text).map(AnyCase::Exposure),
             "connlist" | "podmap" | "podmap-bool" | "eval-point" | "connectivity-ingress" => {
                 serde_json::from_str(&text).map(AnyCase::Connectivity)
             }
             other => {
                 return Err(format!(
                     "{}: case kind {other:?} is not supported (connlist, podmap, podmap-bool, \
-                     eval-point, connectivity-ingress, diff)",
+                     eval-point, connectivity-ingress, diff, exposure)",
                     path.display()
                 ))
             }
@@ -176,6 +181,7 @@ impl AnyCase {
         match self {
             AnyCase::Connectivity(c) => &c.kind,
             AnyCase::Diff(_) => "diff",
+            AnyCase::Exposure(_) => "exposure",
         }
     }
 
@@ -183,6 +189,7 @@ impl AnyCase {
         match self {
             AnyCase::Connectivity(c) => &c.name,
             AnyCase::Diff(c) => &c.name,
+            AnyCase::Exposure(c) => &c.name,
         }
     }
 
@@ -191,6 +198,7 @@ impl AnyCase {
         match self {
             AnyCase::Connectivity(c) => c.run(options),
             AnyCase::Diff(c) => c.run(options),
+            AnyCase::Exposure(c) => c.run(options),
         }
     }
 }
@@ -362,6 +370,66 @@ fn side(engine: &Engine, text: &str) -> Result<Side, String> {
         .map(Side::Ranges)
 }
 
+fn address_number(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u32::from(a) as u128,
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// The parts of `range` that `covering` (sorted, disjoint) leaves out.
+pub(crate) fn uncovered(range: IpRange, covering: &[IpRange]) -> Vec<(u128, u128)> {
+    let family = range.first.is_ipv4();
+    let (mut cursor, end) = (address_number(range.first), address_number(range.last));
+    let mut gaps = Vec::new();
+    let mut done = false;
+    for c in covering
+        .iter()
+        .filter(|c| c.first.is_ipv4() == family && c.last >= range.first && c.first <= range.last)
+    {
+        let (first, last) = (address_number(c.first), address_number(c.last));
+        if first > cursor {
+            gaps.push((cursor, first - 1));
+        }
+        if last >= end {
+            done = true;
+            break;
+        }
+        cursor = cursor.max(last + 1);
+    }
+    if !done {
+        gaps.push((cursor, end));
+    }
+    gaps
+}
+
+/// Checks the answers `pieces` (sorted ranges, each with an answer; addresses without a
+/// piece have none) over every address of `ranges`: `wrong` says what is wrong with an
+/// answer, if anything. Returns the problems found.
+pub(crate) fn check_ranges<T>(
+    ranges: &[IpRange],
+    pieces: &[(IpRange, T)],
+    mut wrong: impl FnMut(&T) -> Option<String>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for range in ranges {
+        let overlapping: Vec<&(IpRange, T)> = pieces
+            .iter()
+            .filter(|(r, _)| r.first <= range.last && r.last >= range.first)
+            .collect();
+        let covering: Vec<IpRange> = overlapping.iter().map(|(r, _)| *r).collect();
+        if !uncovered(*range, &covering).is_empty() {
+            problems.push(format!("{range}: no answer for part of it"));
+        }
+        for (r, answer) in overlapping {
+            if let Some(w) = wrong(answer) {
+                problems.push(format!("{r}: {w}"));
+            }
+        }
+    }
+    problems
+}
+
 /// Checks one expected entry; the error is what the engine answered instead.
 fn check(engine: &Engine, exp: &Expected) -> Result<(), String> {
     let src = side(engine, &exp.src)?;
@@ -441,4 +509,29 @@ fn check(engine: &Engine, exp: &Expected) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_are_found_per_address() {
+        let r = |a: &str| IpRange::parse(a).unwrap();
+        assert!(uncovered(r("10.0.0.0-10.0.0.9"), &[r("9.0.0.0-10.0.0.9")]).is_empty());
+        assert_eq!(
+            uncovered(
+                r("10.0.0.0-10.0.0.9"),
+                &[r("10.0.0.0-10.0.0.3"), r("10.0.0.5-10.0.0.7")]
+            )
+            .len(),
+            2
+        );
+        assert_eq!(uncovered(r("10.0.0.0-10.0.0.9"), &[]).len(), 1);
+        assert!(uncovered(
+            r("0.0.0.0-255.255.255.255"),
+            &[r("0.0.0.0-9.255.255.255"), r("10.0.0.0-255.255.255.255")]
+        )
+        .is_empty());
+    }
 }

@@ -147,7 +147,13 @@ pub struct Engine {
     atoms: Atoms,
     ip_index: HashMap<IpAddr, usize>,
     options: Options,
+    /// Identities from this one on are hypothetical peers, not pods.
+    first_hypothetical: u32,
 }
+
+/// Decides which rule peers a hypothetical pod (one no manifest declares) matches, from
+/// the peer's selector alone (see [`Engine::with_hypothetical_peers`]).
+pub type HypotheticalPeer<'a> = &'a dyn Fn(&PodSelector) -> bool;
 
 fn dir_index(dir: Direction) -> usize {
     match dir {
@@ -163,7 +169,20 @@ fn bit_test(set: &[u64], i: u32) -> bool {
 
 impl Engine {
     /// Compiles `policies` over `inventory`.
-    pub fn new(inventory: Inventory, mut policies: Vec<Policy>, options: Options) -> Engine {
+    pub fn new(inventory: Inventory, policies: Vec<Policy>, options: Options) -> Engine {
+        Engine::with_hypothetical_peers(inventory, policies, options, &[])
+    }
+
+    /// Compiles `policies` over `inventory` and over hypothetical pods: each matches the
+    /// pod-selector peers its predicate accepts (and peers that match every endpoint), no
+    /// address block, and is never a policy's subject. Exposure analysis asks what a
+    /// workload could exchange with such pods ([`Engine::hypothetical_ports`]).
+    pub fn with_hypothetical_peers(
+        inventory: Inventory,
+        mut policies: Vec<Policy>,
+        options: Options,
+        hypothetical: &[HypotheticalPeer],
+    ) -> Engine {
         policies.sort_by(|a, b| (a.tier, a.priority, &a.id).cmp(&(b.tier, b.priority, &b.id)));
         let atoms = Atoms::new(policies.iter().flat_map(Policy::blocks));
         let mut identities: Vec<Identity> = Vec::new();
@@ -188,6 +207,7 @@ impl Engine {
             });
             pod_identity.push(idx);
         }
+        let first_hypothetical = identities.len() as u32;
         let mut engine = Engine {
             inventory,
             policies: Vec::new(),
@@ -200,9 +220,23 @@ impl Engine {
             atoms,
             ip_index,
             options,
+            first_hypothetical,
         };
         engine.by_subject = vec![[Vec::new(), Vec::new()]; engine.identities.len()];
-        for (i, ident) in engine.identities.iter().enumerate() {
+        // Hypothetical peers get identities after the pods', outside every namespace.
+        engine
+            .identities
+            .extend(hypothetical.iter().map(|_| Identity {
+                namespace: String::new(),
+                labels: Labels::new(),
+                ports: Vec::new(),
+                service_account: None,
+                atom: None,
+            }));
+        for (i, ident) in engine.identities[..first_hypothetical as usize]
+            .iter()
+            .enumerate()
+        {
             engine
                 .ns_members
                 .entry(ident.namespace.clone())
@@ -234,8 +268,52 @@ impl Engine {
             }
             engine.compiled.push(dirs);
         }
+        // Subjects are resolved: hypothetical peers join the selectors their predicate
+        // accepts, so they are only ever matched as peers.
+        for (sel, &id) in &cache {
+            for (h, accepts) in hypothetical.iter().enumerate() {
+                if accepts(sel) {
+                    let bit = first_hypothetical as usize + h;
+                    engine.selectors[id as usize][bit / 64] |= 1 << (bit % 64);
+                }
+            }
+        }
         engine.policies = policies;
         engine
+    }
+
+    /// The policies that select pod `pod` as a subject in direction `dir`, in evaluation
+    /// order.
+    pub fn policies_for(&self, pod: usize, dir: Direction) -> impl Iterator<Item = &Policy> {
+        let id = self.pod_identity.get(pod).copied();
+        id.into_iter()
+            .flat_map(move |id| &self.by_subject[id as usize][dir_index(dir)])
+            .map(|&p| &self.policies[p as usize])
+    }
+
+    /// The ports pod `pod` may exchange with hypothetical peer `peer` (an index into the
+    /// list given to [`Engine::with_hypothetical_peers`]): what the pod may open to it
+    /// (`Egress`, judged by the pod's egress policies; named ports resolve on no container
+    /// port) or what it may open to the pod (`Ingress`, judged by the pod's ingress
+    /// policies). The hypothetical pod has no policies of its own.
+    pub fn hypothetical_ports(&self, pod: usize, peer: usize, dir: Direction) -> PortSet {
+        let id = self.first_hypothetical + peer as u32;
+        if id as usize >= self.identities.len() {
+            return PortSet::none();
+        }
+        let remote = Remote {
+            identity: Some(id),
+            atom: None,
+            pod_atom: None,
+            entities: Entity::Cluster.bit() | Entity::All.bit(),
+        };
+        let subject = self.pod_identity[pod];
+        let dst = match dir {
+            Direction::Egress => id,
+            Direction::Ingress => subject,
+        };
+        self.walk(dir, subject, &remote, Some(dst), &PortSet::all(), None)
+            .0
     }
 
     pub fn inventory(&self) -> &Inventory {
@@ -257,7 +335,7 @@ impl Engine {
 
     /// Number of distinct pod identities.
     pub fn identity_count(&self) -> usize {
-        self.identities.len()
+        self.first_hypothetical as usize
     }
 
     /// The endpoint for an address: the pod that has it, or an external address.

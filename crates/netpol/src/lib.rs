@@ -38,6 +38,7 @@ pub mod diff;
 pub mod engine;
 pub mod error;
 pub mod explain;
+pub mod exposure;
 pub mod ingress;
 pub mod manifest;
 pub mod model;
