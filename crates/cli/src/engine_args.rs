@@ -46,7 +46,8 @@ pub fn load_cluster(files: &[PathBuf], args: &EngineArgs) -> anyhow::Result<Engi
     load(files, args, true)
 }
 
-fn load(files: &[PathBuf], args: &EngineArgs, ingress: bool) -> anyhow::Result<Engine> {
+/// Reads manifests, warning about documents it skips.
+pub fn load_bundle(files: &[PathBuf]) -> anyhow::Result<Bundle> {
     let mut bundle = Bundle::default();
     for f in files {
         bundle.load_path(f)?;
@@ -57,6 +58,11 @@ fn load(files: &[PathBuf], args: &EngineArgs, ingress: bool) -> anyhow::Result<E
             s.file, s.document, s.kind, s.name, s.reason
         );
     }
+    Ok(bundle)
+}
+
+fn load(files: &[PathBuf], args: &EngineArgs, ingress: bool) -> anyhow::Result<Engine> {
+    let mut bundle = load_bundle(files)?;
     if ingress {
         netpol::ingress::add_controller(&mut bundle.inventory);
     }

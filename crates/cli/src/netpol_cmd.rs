@@ -10,7 +10,7 @@ use netpol::connectivity::{self, Connection};
 use netpol::policy::Entity;
 use netpol::{Endpoint, Engine, Protocol};
 
-use crate::engine_args::{load_cluster, load_engine, EngineArgs};
+use crate::engine_args::{load_bundle, load_cluster, load_engine, EngineArgs};
 use crate::output::{
     print_dot, print_rows, print_structured, print_table, progress, DotEdge, Format,
 };
@@ -26,6 +26,11 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
+    /// The manifests and the evaluation options.
+    fn bundle(&self) -> anyhow::Result<(netpol::Bundle, netpol::Options)> {
+        Ok((load_bundle(&self.files)?, self.engine.options()))
+    }
+
     fn engine(&self) -> anyhow::Result<Engine> {
         load_engine(&self.files, &self.engine)
     }
@@ -161,6 +166,51 @@ pub fn connectivity(args: ConnectivityArgs) -> anyhow::Result<ExitCode> {
             print_rows(args.output, &["SOURCE", "DESTINATION", "ALLOWED"], &rows);
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct ExposureArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// table, json, yaml, md or csv.
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: Format,
+}
+
+pub fn exposure(args: ExposureArgs) -> anyhow::Result<ExitCode> {
+    if matches!(args.output, Format::Matrix | Format::Dot) {
+        bail!("--output must be table, json, yaml, md or csv for exposure");
+    }
+    let (bundle, options) = args.source.bundle()?;
+    let report = netpol::exposure::analyze(bundle.inventory, bundle.policies, options);
+    if matches!(args.output, Format::Json | Format::Yaml) {
+        print_structured(&report, args.output)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = report
+        .lines
+        .iter()
+        .map(|l| {
+            let unprotected = l.peer == netpol::exposure::ExposedTo::EntireCluster
+                && report
+                    .unprotected
+                    .iter()
+                    .any(|u| u.workload == l.workload && u.direction == l.direction);
+            vec![
+                l.workload.to_string(),
+                l.direction.as_str().to_string(),
+                l.peer.to_string(),
+                l.ports.to_string(),
+                if unprotected { "not protected" } else { "" }.to_string(),
+            ]
+        })
+        .collect();
+    print_rows(
+        args.output,
+        &["WORKLOAD", "DIRECTION", "EXPOSED TO", "CONNECTIONS", "NOTE"],
+        &rows,
+    );
     Ok(ExitCode::SUCCESS)
 }
 

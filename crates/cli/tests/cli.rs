@@ -400,3 +400,51 @@ fn conformance_runs_the_diff_and_ingress_corpora() {
     let last = stdout(&o).lines().last().unwrap_or_default().to_string();
     assert_eq!(last, "5202 passed, 0 failed");
 }
+
+#[test]
+fn exposure_lists_unprotected_directions_and_representative_peers() {
+    let o = policyhub(&["exposure", "-f", "examples/shop"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    let row = |workload: &str, dir: &str, peer: &str| {
+        text.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .find(|l| l.starts_with(&format!("{workload} {dir} {peer} ")))
+    };
+    assert_eq!(
+        row(
+            "kube-system/coredns[Deployment]",
+            "ingress",
+            "entire-cluster"
+        )
+        .as_deref(),
+        Some(
+            "kube-system/coredns[Deployment] ingress entire-cluster All Connections not protected"
+        )
+    );
+    assert_eq!(
+        row(
+            "shop/api[Deployment]",
+            "ingress",
+            "[namespace with {team=platform}]/[all pods]"
+        )
+        .as_deref(),
+        Some("shop/api[Deployment] ingress [namespace with {team=platform}]/[all pods] TCP 9090")
+    );
+    let report = json_rows(&policyhub(&[
+        "exposure",
+        "-f",
+        "examples/shop",
+        "-o",
+        "json",
+    ]));
+    assert!(report["unprotected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["workload"]["name"] == "coredns" && u["direction"] == "INGRESS"));
+    let o = policyhub(&["exposure", "-f", "examples/shop", "-o", "csv"]);
+    assert!(stdout(&o).starts_with("WORKLOAD,DIRECTION,EXPOSED TO,CONNECTIONS,NOTE\n"));
+    let o = policyhub(&["exposure", "-f", "examples/shop", "-o", "dot"]);
+    assert_eq!(o.status.code(), Some(2));
+}
