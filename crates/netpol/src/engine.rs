@@ -298,6 +298,9 @@ impl Engine {
     /// policies). The hypothetical pod has no policies of its own.
     pub fn hypothetical_ports(&self, pod: usize, peer: usize, dir: Direction) -> PortSet {
         let id = self.first_hypothetical + peer as u32;
+        let Some(&subject) = self.pod_identity.get(pod) else {
+            return PortSet::none();
+        };
         if id as usize >= self.identities.len() {
             return PortSet::none();
         }
@@ -307,7 +310,6 @@ impl Engine {
             pod_atom: None,
             entities: Entity::Cluster.bit() | Entity::All.bit(),
         };
-        let subject = self.pod_identity[pod];
         let dst = match dir {
             Direction::Egress => id,
             Direction::Ingress => subject,
