@@ -151,9 +151,13 @@ pub struct Engine {
     first_hypothetical: u32,
 }
 
-/// Decides which rule peers a hypothetical pod (one no manifest declares) matches, from
-/// the peer's selector alone (see [`Engine::with_hypothetical_peers`]).
-pub type HypotheticalPeer<'a> = &'a dyn Fn(&PodSelector) -> bool;
+/// A hypothetical pod (one no manifest declares; see [`Engine::with_hypothetical_peers`]).
+pub struct HypotheticalPeer<'a> {
+    /// Decides which rule peers it matches, from the peer's selector alone.
+    pub matches: &'a dyn Fn(&PodSelector) -> bool,
+    /// Its container ports, which named ports in rules towards it resolve on.
+    pub ports: Vec<ContainerPort>,
+}
 
 fn dir_index(dir: Direction) -> usize {
     match dir {
@@ -175,7 +179,7 @@ impl Engine {
 
     /// Compiles `policies` over `inventory` and over hypothetical pods: each matches the
     /// pod-selector peers its predicate accepts (and peers that match every endpoint), no
-    /// address block, and is never a policy's subject. Exposure analysis asks what a
+    /// address block, has the container ports it is given, and is never a policy's subject. Exposure analysis asks what a
     /// workload could exchange with such pods ([`Engine::hypothetical_ports`]).
     pub fn with_hypothetical_peers(
         inventory: Inventory,
@@ -226,10 +230,10 @@ impl Engine {
         // Hypothetical peers get identities after the pods', outside every namespace.
         engine
             .identities
-            .extend(hypothetical.iter().map(|_| Identity {
+            .extend(hypothetical.iter().map(|h| Identity {
                 namespace: String::new(),
                 labels: Labels::new(),
-                ports: Vec::new(),
+                ports: h.ports.clone(),
                 service_account: None,
                 atom: None,
             }));
@@ -271,8 +275,8 @@ impl Engine {
         // Subjects are resolved: hypothetical peers join the selectors their predicate
         // accepts, so they are only ever matched as peers.
         for (sel, &id) in &cache {
-            for (h, accepts) in hypothetical.iter().enumerate() {
-                if accepts(sel) {
+            for (h, peer) in hypothetical.iter().enumerate() {
+                if (peer.matches)(sel) {
                     let bit = first_hypothetical as usize + h;
                     engine.selectors[id as usize][bit / 64] |= 1 << (bit % 64);
                 }
@@ -293,8 +297,8 @@ impl Engine {
 
     /// The ports pod `pod` may exchange with hypothetical peer `peer` (an index into the
     /// list given to [`Engine::with_hypothetical_peers`]): what the pod may open to it
-    /// (`Egress`, judged by the pod's egress policies; named ports resolve on no container
-    /// port) or what it may open to the pod (`Ingress`, judged by the pod's ingress
+    /// (`Egress`, judged by the pod's egress policies; named ports resolve on its given
+    /// container ports) or what it may open to the pod (`Ingress`, judged by the pod's ingress
     /// policies). The hypothetical pod has no policies of its own.
     pub fn hypothetical_ports(&self, pod: usize, peer: usize, dir: Direction) -> PortSet {
         let id = self.first_hypothetical + peer as u32;

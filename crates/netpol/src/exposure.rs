@@ -15,10 +15,12 @@
 //!
 //! Answers come from the evaluator itself ([`Engine::with_hypothetical_peers`]), through
 //! the same tier walk (admin, namespaced, baseline) as any flow. A named port in an egress
-//! rule resolves on no container port of a hypothetical peer, so it contributes nothing
-//! here (upstream tools print the name instead).
+//! rule towards a hypothetical peer cannot be resolved (its container ports are unknown), so
+//! the answer keeps the name ([`Connections::names`]): each hypothetical peer is asked twice,
+//! without container ports and with one placeholder port per named port the policies use;
+//! a name counts when its placeholder is allowed only thanks to it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Serialize;
@@ -26,9 +28,9 @@ use serde::Serialize;
 use crate::cidr::IpRange;
 use crate::connectivity::{external_ranges, has_ipv6_cuts, workloads};
 use crate::engine::{Engine, HypotheticalPeer, Options};
-use crate::model::{Inventory, WorkloadRef, NAMESPACE_NAME_LABEL};
-use crate::policy::{Direction, NamespaceScope, Peer, PodSelector, Policy, Tier};
-use crate::ports::PortSet;
+use crate::model::{ContainerPort, Inventory, WorkloadRef, NAMESPACE_NAME_LABEL};
+use crate::policy::{Direction, NamespaceScope, Peer, PodSelector, Policy, PortMatch, Tier};
+use crate::ports::{PortSet, Protocol};
 use crate::selector::{LabelSelector, Operator};
 
 /// Who a workload is exposed to.
@@ -53,13 +55,75 @@ impl fmt::Display for ExposedTo {
     }
 }
 
+/// A port by name, with the protocol the rule gives (`None`: whatever the container
+/// port's protocol is, as AdminNetworkPolicy `namedPort`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct NamedPort {
+    pub protocol: Option<Protocol>,
+    pub name: String,
+}
+
+/// Connections to a peer whose container ports are unknown: port numbers, and named
+/// ports that would resolve on its container ports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Connections {
+    pub ports: PortSet,
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub names: BTreeSet<NamedPort>,
+}
+
+impl Connections {
+    pub fn is_empty(&self) -> bool {
+        self.ports.is_empty() && self.names.is_empty()
+    }
+}
+
+/// The port grammar (`All Connections`, `TCP 80,http`), names after the numbers of their
+/// protocol; names without protocol form a group with an empty protocol (` local-port`).
+impl fmt::Display for Connections {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.names.is_empty() {
+            return write!(f, "{}", self.ports);
+        }
+        let mut groups: Vec<String> = Vec::new();
+        let unnamed: Vec<&str> = self
+            .names
+            .iter()
+            .filter(|n| n.protocol.is_none())
+            .map(|n| n.name.as_str())
+            .collect();
+        if !unnamed.is_empty() {
+            groups.push(format!(" {}", unnamed.join(",")));
+        }
+        for proto in Protocol::ALL {
+            let numbers = self.ports.get(proto).ranges().iter().map(|&(lo, hi)| {
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}-{hi}")
+                }
+            });
+            let names = self
+                .names
+                .iter()
+                .filter(|n| n.protocol == Some(proto))
+                .map(|n| n.name.clone());
+            let items: Vec<String> = numbers.chain(names).collect();
+            if !items.is_empty() {
+                groups.push(format!("{proto} {}", items.join(",")));
+            }
+        }
+        f.write_str(&groups.join(","))
+    }
+}
+
 /// One exposure line: `workload => peer` (egress) or `workload <= peer` (ingress).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExposureLine {
     pub workload: WorkloadRef,
     pub direction: Direction,
     pub peer: ExposedTo,
-    pub ports: PortSet,
+    pub ports: Connections,
 }
 
 /// A workload no policy selects in a direction.
@@ -272,24 +336,104 @@ fn protects(policy: &Policy, dir: Direction) -> bool {
     })
 }
 
+/// Every named port the policies' rules name.
+fn named_ports(policies: &[Policy]) -> Vec<NamedPort> {
+    let mut names = BTreeSet::new();
+    for policy in policies {
+        for dir in [Direction::Ingress, Direction::Egress] {
+            let rules = policy.direction(dir).map(|d| d.rules.as_slice());
+            for port in rules
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|r| r.ports.iter().flatten())
+            {
+                if let PortMatch::Named { protocol, name } = port {
+                    names.insert(NamedPort {
+                        protocol: *protocol,
+                        name: name.clone(),
+                    });
+                }
+            }
+        }
+    }
+    names.into_iter().collect()
+}
+
+/// The placeholder port number of the `i`th named port, counted down from 65535.
+fn placeholder(i: usize) -> u16 {
+    u16::try_from(65535 - i.min(65534)).unwrap_or(1)
+}
+
+/// Asks the engine about hypothetical peer `k` (pairs: without ports, then with the
+/// placeholder ports of `names`).
+fn connections(
+    engine: &Engine,
+    pod: usize,
+    k: usize,
+    dir: Direction,
+    names: &[NamedPort],
+) -> Connections {
+    let ports = engine.hypothetical_ports(pod, 2 * k, dir);
+    let mut out = Connections {
+        ports,
+        names: BTreeSet::new(),
+    };
+    if dir == Direction::Egress && !names.is_empty() {
+        let with = engine.hypothetical_ports(pod, 2 * k + 1, dir);
+        for (i, n) in names.iter().enumerate() {
+            let proto = n.protocol.unwrap_or(Protocol::Tcp);
+            let p = placeholder(i);
+            if with.contains(proto, p) && !out.ports.contains(proto, p) {
+                out.names.insert(n.clone());
+            }
+        }
+    }
+    out
+}
+
 /// Analyses the exposure of every workload of `inventory` under `policies`.
 pub fn analyze(inventory: Inventory, policies: Vec<Policy>, options: Options) -> Report {
     let reps = representatives(&inventory, &policies);
+    let names = named_ports(&policies);
+    let placeholders: Vec<ContainerPort> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| ContainerPort {
+            name: Some(n.name.clone()),
+            port: placeholder(i),
+            protocol: n.protocol.unwrap_or(Protocol::Tcp),
+        })
+        .collect();
     let entire = |sel: &PodSelector| peer_key(sel) == (None, None);
     // One closure type for all representatives.
     let matchers: Vec<_> = reps
         .iter()
         .map(|r| move |sel: &PodSelector| r.matched_by(sel))
         .collect();
-    let mut peers: Vec<HypotheticalPeer> = vec![&entire];
-    peers.extend(matchers.iter().map(|m| m as HypotheticalPeer));
+    let mut predicates: Vec<&dyn Fn(&PodSelector) -> bool> = vec![&entire];
+    predicates.extend(matchers.iter().map(|m| m as &dyn Fn(&PodSelector) -> bool));
+    let peers: Vec<HypotheticalPeer> = predicates
+        .iter()
+        .flat_map(|&matches| {
+            [
+                HypotheticalPeer {
+                    matches,
+                    ports: Vec::new(),
+                },
+                HypotheticalPeer {
+                    matches,
+                    ports: placeholders.clone(),
+                },
+            ]
+        })
+        .collect();
     let engine = Engine::with_hypothetical_peers(inventory, policies, options, &peers);
     let ipv6 = has_ipv6_cuts(&engine);
     let mut report = Report::default();
     for (workload, pod) in workloads(&engine) {
         let mut lines = Vec::new();
         for dir in [Direction::Egress, Direction::Ingress] {
-            let line = |peer: ExposedTo, ports: PortSet| ExposureLine {
+            let line = |peer: ExposedTo, ports: Connections| ExposureLine {
                 workload: workload.clone(),
                 direction: dir,
                 peer,
@@ -300,16 +444,20 @@ pub fn analyze(inventory: Inventory, policies: Vec<Policy>, options: Options) ->
                     workload: workload.clone(),
                     direction: dir,
                 });
-                lines.push(line(ExposedTo::EntireCluster, PortSet::all()));
+                let all = Connections {
+                    ports: PortSet::all(),
+                    names: BTreeSet::new(),
+                };
+                lines.push(line(ExposedTo::EntireCluster, all));
                 continue;
             }
-            let whole = engine.hypothetical_ports(pod, 0, dir);
+            let whole = connections(&engine, pod, 0, dir, &names);
             for (i, rep) in reps.iter().enumerate() {
-                let ports = engine.hypothetical_ports(pod, i + 1, dir);
-                if ports != whole {
+                let conns = connections(&engine, pod, i + 1, dir, &names);
+                if conns != whole {
                     lines.push(line(
                         ExposedTo::Representative(rep.name().to_string()),
-                        ports,
+                        conns,
                     ));
                 }
             }
@@ -328,7 +476,10 @@ pub fn analyze(inventory: Inventory, policies: Vec<Policy>, options: Options) ->
                         workload: workload.clone(),
                         direction: dir,
                         peer: ExposedTo::IpRange(range),
-                        ports,
+                        ports: Connections {
+                            ports,
+                            names: BTreeSet::new(),
+                        },
                     });
                 }
             }

@@ -93,12 +93,10 @@ fn shared_ingress_corpus_passes() {
 fn shared_exposure_corpus_passes() {
     let t = run_dir(&shared("cases-exposure"));
     assert_no_failures(&t);
-    // 57 cases, 1,389 entries: 880 connectivity-report entries, 387 exposure lines, 122
-    // unprotected workloads. The 4 exposure lines whose connections name a port (a named
-    // port towards a hypothetical peer, which upstream prints as a name) are not evaluated.
-    assert_eq!(t.passed, 1_385);
-    assert_eq!(t.not_evaluated.len(), 4, "{:#?}", t.not_evaluated);
-    assert!(t.not_evaluated.iter().all(|n| n.contains("names a port")));
+    // 57 cases, 1,389 entries: 880 connectivity-report entries, 387 exposure lines (4 of
+    // them with named ports towards hypothetical peers), 122 unprotected workloads.
+    assert!(t.not_evaluated.is_empty(), "{:#?}", t.not_evaluated);
+    assert_eq!(t.passed, 1_389);
 }
 
 #[test]

@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{check_ranges, uncovered, Case, CaseResult, Expected, Failure, NotEvaluated};
+use super::{check_ranges, uncovered, Case, CaseResult, Expected, Failure};
 use crate::cidr::IpRange;
 use crate::engine::Options;
-use crate::exposure::{analyze, ExposedTo, Report};
+use crate::exposure::{analyze, Connections, ExposedTo, NamedPort, Report};
 use crate::manifest::Bundle;
 use crate::policy::Direction;
-use crate::ports::PortSet;
+use crate::ports::{PortSet, Protocol};
 
 #[derive(Debug, Deserialize)]
 pub struct ExposureCase {
@@ -54,24 +54,53 @@ fn direction(text: &str) -> Result<Direction, String> {
     }
 }
 
-/// Whether a connection string names a port (`TCP http`, ` local-port`), which a port set
-/// of numbers cannot hold.
-fn names_a_port(conns: &str) -> bool {
-    if matches!(conns, "All Connections" | "No Connections") {
-        return false;
+/// Parses the exposure grammar: the port grammar where an item may be a port name, and a
+/// group may have an empty protocol (` local-port`).
+fn parse_connections(text: &str) -> Result<Connections, String> {
+    if matches!(text, "All Connections" | "No Connections") {
+        return PortSet::parse(text).map(|ports| Connections {
+            ports,
+            names: BTreeSet::new(),
+        });
     }
-    conns.split(',').any(|item| {
-        let port = item.rsplit(' ').next().unwrap_or(item);
-        !port.starts_with(|c: char| c.is_ascii_digit())
-    })
+    let mut out = Connections::default();
+    let mut numbers: Vec<String> = Vec::new();
+    let mut protocol: Option<Option<Protocol>> = None;
+    for item in text.split(',') {
+        let port = match item.split_once(' ') {
+            Some((name, rest)) => {
+                protocol = Some(if name.is_empty() {
+                    None
+                } else {
+                    Some(Protocol::parse(name).ok_or_else(|| format!("bad protocol in {text:?}"))?)
+                });
+                rest
+            }
+            None => item,
+        };
+        let proto = protocol.ok_or_else(|| format!("port before any protocol in {text:?}"))?;
+        if port.starts_with(|c: char| c.is_ascii_digit()) {
+            let proto = proto.ok_or_else(|| format!("number without protocol in {text:?}"))?;
+            numbers.push(format!("{proto} {port}"));
+        } else {
+            out.names.insert(NamedPort {
+                protocol: proto,
+                name: port.to_string(),
+            });
+        }
+    }
+    if !numbers.is_empty() {
+        out.ports = PortSet::parse(&numbers.join(","))?;
+    }
+    Ok(out)
 }
 
 /// Our lines, indexed: (direction, workload, peer) for named peers, and (direction,
 /// workload) for address ranges.
 #[derive(Default)]
 struct Lines {
-    named: BTreeMap<(Direction, String, String), PortSet>,
-    ranges: BTreeMap<(Direction, String), Vec<(IpRange, PortSet)>>,
+    named: BTreeMap<(Direction, String, String), Connections>,
+    ranges: BTreeMap<(Direction, String), Vec<(IpRange, Connections)>>,
 }
 
 impl Lines {
@@ -156,27 +185,16 @@ impl ExposureCase {
                     .or_default()
                     .extend(rs.iter().copied());
             }
-            if names_a_port(&exp.conns) {
-                result.not_evaluated.push(NotEvaluated {
-                    src,
-                    dst,
-                    reason: format!(
-                        "{:?} names a port: a named port to a hypothetical peer resolves on \
-                         no container port here, upstream keeps the name",
-                        exp.conns
-                    ),
-                });
-                continue;
-            }
-            let want = PortSet::parse(&exp.conns)?.l4();
+            let want = parse_connections(&exp.conns)?;
+            let same = |c: &Connections| c.ports.l4() == want.ports.l4() && c.names == want.names;
             let verdict = match &ranges {
                 None => match ours
                     .named
                     .get(&(dir, exp.workload.clone(), exp.peer.clone()))
                 {
                     None => Err("no such line".to_string()),
-                    Some(p) if p.l4() == want => Ok(()),
-                    Some(p) => Err(p.to_string()),
+                    Some(c) if same(c) => Ok(()),
+                    Some(c) => Err(c.to_string()),
                 },
                 Some(rs) => {
                     let pieces = ours
@@ -184,8 +202,7 @@ impl ExposureCase {
                         .get(&(dir, exp.workload.clone()))
                         .map(Vec::as_slice)
                         .unwrap_or_default();
-                    let wrong =
-                        check_ranges(rs, pieces, |p| (p.l4() != want).then(|| p.to_string()));
+                    let wrong = check_ranges(rs, pieces, |c| (!same(c)).then(|| c.to_string()));
                     if wrong.is_empty() {
                         Ok(())
                     } else {
@@ -198,7 +215,7 @@ impl ExposureCase {
                 Err(got) => result.failures.push(fail(got)),
             }
         }
-        let unexpected = |dir: Direction, w: &str, peer: String, ports: &PortSet| {
+        let unexpected = |dir: Direction, w: &str, peer: String, ports: &Connections| {
             let (src, dst) = match dir {
                 Direction::Egress => (w.to_string(), peer),
                 Direction::Ingress => (peer, w.to_string()),

@@ -10,6 +10,15 @@ fn report(text: &str) -> Report {
 const PODS: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: hw, labels: {app: a}}\n---\n\
                     apiVersion: v1\nkind: Pod\nmetadata: {name: b, namespace: hw, labels: {app: b}}\n";
 
+/// `PODS` and a NetworkPolicy selecting `hw/a` with the rest of its spec.
+fn with_policy_on_a(spec_rest: &str) -> Report {
+    let policy = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: a, namespace: hw}}\n\
+         spec:\n  podSelector: {{matchLabels: {{app: a}}}}\n{spec_rest}"
+    );
+    report(&format!("{PODS}---\n{policy}"))
+}
+
 fn lines(r: &Report) -> Vec<String> {
     r.lines
         .iter()
@@ -36,21 +45,16 @@ fn unprotected_workloads_are_open_to_the_entire_cluster() {
 
 #[test]
 fn representatives_name_selectors_and_differ_from_the_entire_cluster() {
-    let policy = r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: a, namespace: hw}
-spec:
-  podSelector: {matchLabels: {app: a}}
-  ingress:
+    let r = with_policy_on_a(
+        r#"  ingress:
   - from: [{podSelector: {matchExpressions: [{key: app, operator: NotIn, values: [x, c]}]}}]
     ports: [{port: 9090}]
   - from: [{namespaceSelector: {matchLabels: {env: prod}}, podSelector: {matchLabels: {role: db}}}]
     ports: [{port: 5432}]
   - from: [{namespaceSelector: {}}]
     ports: [{port: 53, protocol: UDP}]
-"#;
-    let r = report(&format!("{PODS}---\n{policy}"));
+"#,
+    );
     let ingress: Vec<String> = lines(&r)
         .into_iter()
         .filter(|l| l.starts_with("hw/a[Pod] <="))
@@ -69,4 +73,20 @@ spec:
         .iter()
         .any(|u| u.workload.name == "a" && u.direction == Direction::Ingress));
     assert_eq!(r.unprotected.len(), 3);
+}
+
+#[test]
+fn named_ports_towards_hypothetical_peers_keep_their_names() {
+    let r = with_policy_on_a(
+        r#"  policyTypes: [Egress]
+  egress:
+  - to: [{namespaceSelector: {}}]
+    ports: [{port: http}, {port: 8080}]
+"#,
+    );
+    assert!(
+        lines(&r).contains(&"hw/a[Pod] => entire-cluster : TCP 8080,http".to_string()),
+        "{:#?}",
+        lines(&r)
+    );
 }
