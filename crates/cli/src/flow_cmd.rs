@@ -89,26 +89,17 @@ pub struct SynthArgs {
     expect: bool,
 }
 
-pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    if !matches!(args.output, Format::Table | Format::Json | Format::Yaml) {
-        bail!("--output must be table or json");
-    }
-    let engine = load_engine(&args.snapshot, &args.engine)?;
-    let config = flow::Config {
-        cluster: args.cluster.clone(),
-        top_n: args.top,
-        counters: args.counters,
-        sample_per_class: args.sample,
-        strict: args.strict,
-        ..flow::Config::default()
-    };
-    let input = flow::reader::open(&args.flows)?;
-    let size = (args.flows != "-" && !args.flows.ends_with(".gz"))
-        .then(|| std::fs::metadata(&args.flows).ok().map(|m| m.len()))
+/// Feeds a validator every flow of `flows` (a path or `-`), with progress on a terminal.
+pub(crate) fn read_flows(
+    validator: &mut flow::Validator<&netpol::Engine>,
+    flows: &str,
+) -> anyhow::Result<()> {
+    let input = flow::reader::open(flows)?;
+    let size = (flows != "-" && !flows.ends_with(".gz"))
+        .then(|| std::fs::metadata(flows).ok().map(|m| m.len()))
         .flatten();
     let show = std::io::stderr().is_terminal();
     let start = Instant::now();
-    let mut validator = flow::Validator::new(&engine, config);
     let result = validator.run(input, |stats, bytes| {
         if show {
             let secs = start.elapsed().as_secs_f64().max(1e-9);
@@ -126,7 +117,24 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     if show {
         eprintln!();
     }
-    result.with_context(|| format!("validating {}", args.flows))?;
+    result.with_context(|| format!("reading flows from {flows}"))
+}
+
+pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    if !matches!(args.output, Format::Table | Format::Json | Format::Yaml) {
+        bail!("--output must be table or json");
+    }
+    let engine = load_engine(&args.snapshot, &args.engine)?;
+    let config = flow::Config {
+        cluster: args.cluster.clone(),
+        top_n: args.top,
+        counters: args.counters,
+        sample_per_class: args.sample,
+        strict: args.strict,
+        ..flow::Config::default()
+    };
+    let mut validator = flow::Validator::new(&engine, config);
+    read_flows(&mut validator, &args.flows)?;
     let payload = validator.finish();
     if let Some(path) = &args.report {
         std::fs::write(path, flow::html::render(&payload))

@@ -11,6 +11,7 @@ mod hub_cmd;
 mod kyverno_cmd;
 mod netpol_cmd;
 mod output;
+mod recommend_cmd;
 mod segment_cmd;
 
 /// Policy Hub: know whether your Kubernetes policies actually work.
@@ -52,6 +53,8 @@ enum Command {
     /// Flow tools: synthesise Hubble flows for a snapshot.
     #[command(subcommand)]
     Flows(flow_cmd::FlowsCommand),
+    /// Suggest policies from observed flows, each checked by the evaluator first.
+    Recommend(recommend_cmd::RecommendArgs),
 }
 
 #[derive(Subcommand)]
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Kyverno(cmd) => kyverno_cmd::run(cmd),
         Command::Validate(args) => flow_cmd::validate(args),
         Command::Flows(cmd) => flow_cmd::run(cmd),
+        Command::Recommend(args) => recommend_cmd::recommend(args),
     };
     match result {
         Ok(code) => code,

@@ -450,3 +450,71 @@ fn exposure_lists_unprotected_directions_and_representative_peers() {
     let o = policyhub(&["exposure", "-f", "examples/shop", "-o", "dot"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn recommend_writes_checked_suggestions() {
+    let dir = std::env::temp_dir().join(format!("policyhub-recommend-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let flows = dir.join("flows.jsonl");
+    let o = policyhub(&[
+        "flows",
+        "synth",
+        "--snapshot",
+        "examples/shop",
+        "--count",
+        "5000",
+        "--seed",
+        "3",
+        "--out",
+        &flows.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = dir.join("out");
+    let o = policyhub(&[
+        "recommend",
+        "--snapshot",
+        "examples/shop",
+        "--flows",
+        &flows.to_string_lossy(),
+        "--min-confidence",
+        "0",
+        "-o",
+        "json",
+        "--out",
+        &out.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let recs = report["recommendations"].as_array().unwrap();
+    assert!(!recs.is_empty(), "{report}");
+    for r in recs {
+        assert_eq!(r["impact"]["observedEdgesNewlyBlocked"], 0);
+    }
+    // One file per suggestion, each a manifest the evaluator reads back.
+    let files: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    assert_eq!(files.len(), recs.len());
+    let o = policyhub(&[
+        "connectivity",
+        "-f",
+        "examples/shop",
+        "-f",
+        &files[0].to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("report.json").exists());
+    let o = policyhub(&[
+        "recommend",
+        "--snapshot",
+        "examples/shop",
+        "--flows",
+        &flows.to_string_lossy(),
+        "-o",
+        "dot",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}

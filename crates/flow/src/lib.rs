@@ -7,7 +7,9 @@
 //! decisions are cached per (source identity, destination identity, protocol, port) up to
 //! [`Config::cache_limit`]; each hour keeps two Space-Saving summaries of
 //! [`Config::counters`] counters ([`topk`]) and the event sample is bounded per class. What
-//! grows is one summary per hour of input time.
+//! grows is one summary per hour of input time, and, when asked for
+//! ([`Validator::record_graph`]), one [`graph::Edge`] per distinct (source, destination,
+//! protocol, port) with the hours it was seen in.
 //!
 //! Top lists are exact while an hour has at most `counters` distinct keys
 //! (`topExact: true`); beyond that each count over-estimates the true count by at most its
@@ -15,6 +17,7 @@
 //! every key more frequent than that bound is listed.
 
 pub mod error;
+pub mod graph;
 pub mod html;
 pub mod hubble;
 pub mod reader;

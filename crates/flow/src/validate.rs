@@ -17,6 +17,7 @@ use netpol::policy::PolicyRef;
 use netpol::{Decision, Endpoint, Engine, Protocol};
 use rustc_hash::FxHashMap;
 
+use crate::graph::{Graph, Judged, Recorder};
 use crate::hubble::{self, Flow};
 use crate::resolve::{EpKey, Resolver};
 use crate::topk::SpaceSaving;
@@ -242,6 +243,8 @@ pub struct Validator<E> {
     stats: InputStats,
     events: Vec<ValidationEvent>,
     sampled: [usize; 12],
+    /// The observed graph, when asked for ([`Validator::record_graph`]).
+    graph: Option<Recorder>,
 }
 
 impl<E: Borrow<Engine>> Validator<E> {
@@ -262,9 +265,23 @@ impl<E: Borrow<Engine>> Validator<E> {
             stats: InputStats::default(),
             events: Vec::new(),
             sampled: [0; 12],
+            graph: None,
         };
         v.map_workloads();
         v
+    }
+
+    /// Also records the observed communication graph from now on ([`Validator::graph`]).
+    pub fn record_graph(&mut self) {
+        self.graph.get_or_insert_with(Recorder::default);
+    }
+
+    /// The graph recorded so far (empty unless [`Validator::record_graph`] was called).
+    pub fn graph(&self) -> Graph {
+        self.graph
+            .as_ref()
+            .map(|g| g.graph(|k| self.key_name(k)))
+            .unwrap_or_default()
     }
 
     /// Judges from now on with `engine` (a new inventory or new policies); hours already
@@ -427,6 +444,16 @@ impl<E: Borrow<Engine>> Validator<E> {
         let (sk, dk) = (self.key(&src), self.key(&dst));
         let counters = self.config.counters;
         let hour_key = hour_of(flow.time.as_deref());
+        if let Some(g) = &mut self.graph {
+            g.record(Judged {
+                keys: (sk, dk),
+                endpoints: (&src, &dst),
+                protocol,
+                port,
+                hour: hour_key,
+                verdict,
+            });
+        }
         self.dirty.insert(hour_key);
         let hour = self.hours.entry(hour_key).or_insert_with(|| HourAgg {
             counts: Counts::default(),

@@ -21,6 +21,8 @@ pub struct Bundle {
     pub inventory: Inventory,
     pub policies: Vec<Policy>,
     pub skipped: Vec<Skipped>,
+    /// The policy objects as written, for tools that rewrite a policy (recommendations).
+    pub sources: Vec<Value>,
 }
 
 /// A document that was not used, and why.
@@ -203,6 +205,7 @@ impl Bundle {
             ("networking.k8s.io", "NetworkPolicy") => {
                 let np: NetworkPolicy = typed(obj, "").map_err(invalid)?;
                 self.policies.push(np.compile("default").map_err(invalid)?);
+                self.sources.push(obj.clone());
             }
             ("policy.networking.k8s.io", "AdminNetworkPolicy" | "BaselineAdminNetworkPolicy") => {
                 let anp: AdminPolicy = typed(obj, "").map_err(invalid)?;
@@ -210,12 +213,14 @@ impl Bundle {
                     anp.compile(kind == "BaselineAdminNetworkPolicy")
                         .map_err(invalid)?,
                 );
+                self.sources.push(obj.clone());
             }
             ("cilium.io", "CiliumNetworkPolicy" | "CiliumClusterwideNetworkPolicy") => {
                 let cnp: CiliumPolicy = typed(obj, "").map_err(invalid)?;
                 let clusterwide = kind == "CiliumClusterwideNetworkPolicy";
                 self.policies
                     .extend(cnp.compile(clusterwide, "default").map_err(invalid)?);
+                self.sources.push(obj.clone());
             }
             _ => self.skipped.push(Skipped {
                 file: file.to_string(),
