@@ -62,41 +62,37 @@ fn assert_no_failures(t: &Totals) {
     );
 }
 
+/// Every entry of a shared corpus directory is evaluated and holds; `entries` is its count.
+fn shared_corpus_passes(kind_dir: &str, entries: usize) {
+    let t = run_dir(&shared(kind_dir));
+    assert_no_failures(&t);
+    assert!(t.not_evaluated.is_empty(), "{:#?}", t.not_evaluated);
+    assert_eq!(t.passed, entries);
+}
+
 #[test]
 fn shared_netpol_corpus_passes() {
-    let t = run_dir(&shared("cases"));
-    assert_no_failures(&t);
-    assert!(t.not_evaluated.is_empty());
     // The corpus README counts 49,369 expected entries over 88 cases.
-    assert_eq!(t.passed, 49_369);
+    shared_corpus_passes("cases", 49_369);
 }
 
 #[test]
 fn shared_diff_corpus_passes() {
-    let t = run_dir(&shared("cases-diff"));
-    assert_no_failures(&t);
-    assert!(t.not_evaluated.is_empty(), "{:#?}", t.not_evaluated);
     // 21 cases, 4,856 entries (6 of them name the `{ingress-controller}` peer).
-    assert_eq!(t.passed, 4_856);
+    shared_corpus_passes("cases-diff", 4_856);
 }
 
 #[test]
 fn shared_ingress_corpus_passes() {
-    let t = run_dir(&shared("cases-ingress"));
-    assert_no_failures(&t);
-    assert!(t.not_evaluated.is_empty(), "{:#?}", t.not_evaluated);
     // 5 cases, 346 entries, 40 of them from the `{ingress-controller}` peer.
-    assert_eq!(t.passed, 346);
+    shared_corpus_passes("cases-ingress", 346);
 }
 
 #[test]
 fn shared_exposure_corpus_passes() {
-    let t = run_dir(&shared("cases-exposure"));
-    assert_no_failures(&t);
     // 57 cases, 1,389 entries: 880 connectivity-report entries, 387 exposure lines (4 of
     // them with named ports towards hypothetical peers), 122 unprotected workloads.
-    assert!(t.not_evaluated.is_empty(), "{:#?}", t.not_evaluated);
-    assert_eq!(t.passed, 1_389);
+    shared_corpus_passes("cases-exposure", 1_389);
 }
 
 #[test]
