@@ -1,5 +1,7 @@
-//! `policyhub diff`: the connections a change of manifests adds, removes or changes.
+//! `policyhub diff`: the connections a change of manifests adds, removes or changes,
+//! written as the diff finds them (except the aligned table and YAML).
 
+use std::io::{BufWriter, Stdout, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,7 +10,7 @@ use clap::{ArgAction, Args};
 use netpol::diff::{self, DiffEntry, DiffSummary, DiffType};
 
 use crate::engine_args::{load_cluster, EngineArgs};
-use crate::output::{print_dot, print_rows, print_structured, progress, DotEdge, Format};
+use crate::output::{dot_edge, dot_open, print_structured, progress, DotEdge, Format, RowWriter};
 
 #[derive(Args)]
 pub struct DiffArgs {
@@ -49,56 +51,94 @@ pub fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
     };
     let base = load_cluster(&base, &args.engine).context("base cluster")?;
     let target = load_cluster(&target, &args.engine).context("target cluster")?;
-    let mut entries: Vec<DiffEntry> = Vec::new();
     let mut summary = DiffSummary::default();
     let mut widened = false;
+    let mut out = Sink::new(args.output)?;
+    let mut failed: Option<std::io::Error> = None;
     diff::diff(&base, &target, progress("comparing workloads"), |e| {
         summary.count(&e);
         widened |= !e.gained().is_empty();
-        entries.push(e);
-    });
-    match args.output {
-        Format::Json | Format::Yaml => print_structured(&entries, args.output)?,
-        Format::Dot => {
-            let edges: Vec<DotEdge> = entries
-                .iter()
-                .map(|e| DotEdge {
-                    src: e.src.to_string(),
-                    dst: e.dst.to_string(),
-                    label: format!("{} => {}", e.before, e.after),
-                    attrs: Some(format!(
-                        "color={}, tooltip={:?}",
-                        match e.diff_type {
-                            DiffType::Added => "green",
-                            DiffType::Removed => "red",
-                            DiffType::Changed => "blue",
-                        },
-                        e.diff_type.as_str()
-                    )),
-                })
-                .collect();
-            print_dot("diff", &edges);
+        if failed.is_none() {
+            if let Err(err) = out.entry(e) {
+                failed = Some(err);
+            }
         }
-        _ => {
-            let rows: Vec<Vec<String>> = entries
-                .iter()
-                .map(|e| {
-                    vec![
-                        e.diff_type.to_string(),
-                        e.src.to_string(),
-                        e.dst.to_string(),
-                        e.before.to_string(),
-                        e.after.to_string(),
-                        e.workloads_info().unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            if args.output != Format::Table {
-                print_rows(args.output, &HEADER, &rows);
-            } else if rows.is_empty() {
-                println!("no differences");
-            } else {
-                print_rows(args.output, &HEADER, &rows);
+    });
+    if let Some(err) = failed {
+        return Err(err).context("writing the diff");
+    }
+    out.finish(&summary)?;
+    Ok(if args.fail_on_added && widened {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Where entries go as the diff finds them: JSON, CSV, Markdown and dot are written at
+/// once; an aligned table (widths) and YAML are written at the end.
+enum Sink {
+    Rows(RowWriter),
+    Json { out: BufWriter<Stdout>, first: bool },
+    Dot(BufWriter<Stdout>),
+    Held(Format, Vec<DiffEntry>),
+}
+
+impl Sink {
+    fn new(format: Format) -> anyhow::Result<Sink> {
+        let stdout = || BufWriter::new(std::io::stdout());
+        Ok(match format {
+            Format::Md | Format::Csv => Sink::Rows(RowWriter::new(format, &HEADER)?),
+            Format::Json => {
+                let mut out = stdout();
+                out.write_all(b"[")?;
+                Sink::Json { out, first: true }
+            }
+            Format::Dot => {
+                let mut out = stdout();
+                writeln!(out, "{}", dot_open("diff"))?;
+                Sink::Dot(out)
+            }
+            _ => Sink::Held(format, Vec::new()),
+        })
+    }
+
+    fn entry(&mut self, e: DiffEntry) -> std::io::Result<()> {
+        match self {
+            Sink::Rows(rows) => rows.row(row(&e)),
+            Sink::Json { out, first } => {
+                let text = serde_json::to_string_pretty(&e)?;
+                let sep = if *first { "\n" } else { ",\n" };
+                *first = false;
+                write!(out, "{sep}{text}")
+            }
+            Sink::Dot(out) => writeln!(out, "{}", dot_edge(&edge(&e))),
+            Sink::Held(_, entries) => {
+                entries.push(e);
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self, summary: &DiffSummary) -> anyhow::Result<()> {
+        match self {
+            Sink::Rows(rows) => rows.finish()?,
+            Sink::Json { mut out, first } => {
+                out.write_all(if first { b"]\n" } else { b"\n]\n" })?;
+                out.flush()?;
+            }
+            Sink::Dot(mut out) => {
+                writeln!(out, "}}")?;
+                out.flush()?;
+            }
+            Sink::Held(Format::Yaml, entries) => print_structured(&entries, Format::Yaml)?,
+            Sink::Held(_, entries) if entries.is_empty() => println!("no differences"),
+            Sink::Held(format, entries) => {
+                let mut rows = RowWriter::new(format, &HEADER)?;
+                for e in &entries {
+                    rows.row(row(e))?;
+                }
+                rows.finish()?;
                 println!(
                     "differences: {} (added {}, removed {}, changed {})",
                     summary.total(),
@@ -108,10 +148,31 @@ pub fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        Ok(())
     }
-    Ok(if args.fail_on_added && widened {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+}
+
+fn row(e: &DiffEntry) -> Vec<String> {
+    vec![
+        e.diff_type.to_string(),
+        e.src.to_string(),
+        e.dst.to_string(),
+        e.before.to_string(),
+        e.after.to_string(),
+        e.workloads_info().unwrap_or_default(),
+    ]
+}
+
+fn edge(e: &DiffEntry) -> DotEdge {
+    let color = match e.diff_type {
+        DiffType::Added => "green",
+        DiffType::Removed => "red",
+        DiffType::Changed => "blue",
+    };
+    DotEdge {
+        src: e.src.to_string(),
+        dst: e.dst.to_string(),
+        label: format!("{} => {}", e.before, e.after),
+        attrs: Some(format!("color={color}, tooltip={:?}", e.diff_type.as_str())),
+    }
 }
