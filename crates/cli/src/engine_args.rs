@@ -35,6 +35,17 @@ impl EngineArgs {
     }
 }
 
+/// Reads manifests (warning about documents it skips) and compiles them.
+pub fn load_engine(files: &[PathBuf], args: &EngineArgs) -> anyhow::Result<Engine> {
+    load(files, args, false)
+}
+
+/// The same, with the ingress controller as a peer (`{ingress-controller}`) when an
+/// Ingress or Route routes to pods: what connectivity reports and diffs compare.
+pub fn load_cluster(files: &[PathBuf], args: &EngineArgs) -> anyhow::Result<Engine> {
+    load(files, args, true)
+}
+
 /// Reads manifests, warning about documents it skips.
 pub fn load_bundle(files: &[PathBuf]) -> anyhow::Result<Bundle> {
     let mut bundle = Bundle::default();
@@ -50,9 +61,11 @@ pub fn load_bundle(files: &[PathBuf]) -> anyhow::Result<Bundle> {
     Ok(bundle)
 }
 
-/// Reads manifests (warning about documents it skips) and compiles them.
-pub fn load_engine(files: &[PathBuf], args: &EngineArgs) -> anyhow::Result<Engine> {
-    let bundle = load_bundle(files)?;
+fn load(files: &[PathBuf], args: &EngineArgs, ingress: bool) -> anyhow::Result<Engine> {
+    let mut bundle = load_bundle(files)?;
+    if ingress {
+        netpol::ingress::add_controller(&mut bundle.inventory);
+    }
     Ok(Engine::new(
         bundle.inventory,
         bundle.policies,

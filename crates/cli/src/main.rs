@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod diff_cmd;
 mod engine_args;
 mod flow_cmd;
 mod hub_cmd;
@@ -28,6 +29,11 @@ enum Command {
     Eval(netpol_cmd::EvalArgs),
     /// Allowed ports between every pair of workloads and external ranges.
     Connectivity(netpol_cmd::ConnectivityArgs),
+    /// What each workload is open to: unprotected directions, the entire cluster,
+    /// representative peers (pods the manifests do not declare) and external ranges.
+    Exposure(netpol_cmd::ExposureArgs),
+    /// Connections a change adds, removes or changes: base manifests against target manifests.
+    Diff(diff_cmd::DiffArgs),
     /// Run the hub: multi-tenant API, collector ingestion, validation data.
     Serve(hub_cmd::ServeArgs),
     /// Apply the hub's pending database migrations and exit (before `serve` in a rollout).
@@ -68,6 +74,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Eval(args) => netpol_cmd::eval(args),
         Command::Connectivity(args) => netpol_cmd::connectivity(args),
+        Command::Diff(args) => diff_cmd::diff(args),
+        Command::Exposure(args) => netpol_cmd::exposure(args),
         Command::Conformance(ConformanceCommand::Netpol(args)) => netpol_cmd::conformance(args),
         Command::Segment(cmd) => segment_cmd::run(cmd),
         Command::Serve(args) => hub_cmd::serve(args),

@@ -1,6 +1,5 @@
 //! `policyhub eval`, `policyhub connectivity` and `policyhub conformance netpol`.
 
-use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,8 +10,10 @@ use netpol::connectivity::{self, Connection};
 use netpol::policy::Entity;
 use netpol::{Endpoint, Engine, Protocol};
 
-use crate::engine_args::{load_engine, EngineArgs};
-use crate::output::{print_structured, print_table, Format};
+use crate::engine_args::{load_bundle, load_cluster, load_engine, EngineArgs};
+use crate::output::{
+    print_dot, print_rows, print_structured, print_table, progress, DotEdge, Format,
+};
 
 /// Where the cluster comes from, shared by the commands that evaluate it.
 #[derive(Args)]
@@ -25,8 +26,18 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
+    /// The manifests and the evaluation options.
+    fn bundle(&self) -> anyhow::Result<(netpol::Bundle, netpol::Options)> {
+        Ok((load_bundle(&self.files)?, self.engine.options()))
+    }
+
     fn engine(&self) -> anyhow::Result<Engine> {
         load_engine(&self.files, &self.engine)
+    }
+
+    /// The engine with the ingress controller as a peer, for connectivity reports.
+    fn cluster(&self) -> anyhow::Result<Engine> {
+        load_cluster(&self.files, &self.engine)
     }
 }
 
@@ -103,7 +114,7 @@ fn endpoint(engine: &Engine, text: &str) -> anyhow::Result<Endpoint> {
 pub struct ConnectivityArgs {
     #[command(flatten)]
     source: SourceArgs,
-    /// table (list of allowed connections), matrix, json, yaml or dot.
+    /// table (list of allowed connections), matrix, json, yaml, md, csv or dot.
     #[arg(short, long, value_enum, default_value = "table")]
     output: Format,
     /// Also list pairs with no connection.
@@ -112,20 +123,12 @@ pub struct ConnectivityArgs {
 }
 
 pub fn connectivity(args: ConnectivityArgs) -> anyhow::Result<ExitCode> {
-    let engine = args.source.engine()?;
-    let tty = std::io::stderr().is_terminal();
+    let engine = args.source.cluster()?;
     let mut conns: Vec<Connection> = Vec::new();
     let keep_all = args.all || args.output == Format::Matrix;
     connectivity::analyze(
         &engine,
-        |done, total| {
-            if tty && total > 50 && (done % 25 == 0 || done == total) {
-                eprint!("\ranalyzing workloads: {done}/{total}");
-                if done == total {
-                    eprintln!();
-                }
-            }
-        },
+        progress("analyzing workloads"),
         |src, dst, ports| {
             if keep_all || !ports.is_empty() {
                 conns.push(Connection {
@@ -143,26 +146,71 @@ pub fn connectivity(args: ConnectivityArgs) -> anyhow::Result<ExitCode> {
     match args.output {
         Format::Json | Format::Yaml => print_structured(&shown, args.output)?,
         Format::Dot => {
-            println!("digraph connectivity {{");
-            for c in &shown {
-                println!(
-                    "  {:?} -> {:?} [label={:?}];",
-                    c.src.to_string(),
-                    c.dst.to_string(),
-                    c.ports.to_string()
-                );
-            }
-            println!("}}");
+            let edges: Vec<DotEdge> = shown
+                .iter()
+                .map(|c| DotEdge {
+                    src: c.src.to_string(),
+                    dst: c.dst.to_string(),
+                    label: c.ports.to_string(),
+                    attrs: None,
+                })
+                .collect();
+            print_dot("connectivity", &edges);
         }
         Format::Matrix => print_matrix(&conns),
-        Format::Table => {
+        Format::Table | Format::Md | Format::Csv => {
             let rows: Vec<Vec<String>> = shown
                 .iter()
                 .map(|c| vec![c.src.to_string(), c.dst.to_string(), c.ports.to_string()])
                 .collect();
-            print_table(&["SOURCE", "DESTINATION", "ALLOWED"], &rows);
+            print_rows(args.output, &["SOURCE", "DESTINATION", "ALLOWED"], &rows);
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct ExposureArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// table, json, yaml, md or csv.
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: Format,
+}
+
+pub fn exposure(args: ExposureArgs) -> anyhow::Result<ExitCode> {
+    if matches!(args.output, Format::Matrix | Format::Dot) {
+        bail!("--output must be table, json, yaml, md or csv for exposure");
+    }
+    let (bundle, options) = args.source.bundle()?;
+    let report = netpol::exposure::analyze(bundle.inventory, bundle.policies, options);
+    if matches!(args.output, Format::Json | Format::Yaml) {
+        print_structured(&report, args.output)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = report
+        .lines
+        .iter()
+        .map(|l| {
+            let unprotected = l.peer == netpol::exposure::ExposedTo::EntireCluster
+                && report
+                    .unprotected
+                    .iter()
+                    .any(|u| u.workload == l.workload && u.direction == l.direction);
+            vec![
+                l.workload.to_string(),
+                l.direction.as_str().to_string(),
+                l.peer.to_string(),
+                l.ports.to_string(),
+                if unprotected { "not protected" } else { "" }.to_string(),
+            ]
+        })
+        .collect();
+    print_rows(
+        args.output,
+        &["WORKLOAD", "DIRECTION", "EXPOSED TO", "CONNECTIONS", "NOTE"],
+        &rows,
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -198,6 +246,9 @@ pub struct ConformanceArgs {
     /// Options for cases that do not set their own.
     #[command(flatten)]
     engine: EngineArgs,
+    /// Succeed even when some entries were not evaluated (they are still never passed).
+    #[arg(long)]
+    allow_unsupported: bool,
 }
 
 pub fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
@@ -209,49 +260,57 @@ pub fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
         bail!("no case files (*.json) under {:?}", args.paths);
     }
     let options = args.engine.options();
-    let (mut passed, mut failed) = (0usize, 0usize);
+    let (mut passed, mut failed, mut not_evaluated) = (0usize, 0usize, 0usize);
     for file in &files {
-        let case = netpol::conformance::Case::load(file).map_err(anyhow::Error::msg)?;
+        let case = netpol::conformance::AnyCase::load(file).map_err(anyhow::Error::msg)?;
         let result = case
             .run(options)
             .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         passed += result.passed;
         failed += result.failures.len();
-        let status = if result.failures.is_empty() {
-            "ok"
-        } else {
+        not_evaluated += result.not_evaluated.len();
+        let status = if !result.failures.is_empty() {
             "FAIL"
+        } else if !result.not_evaluated.is_empty() {
+            "part"
+        } else {
+            "ok"
+        };
+        let skipped = match result.not_evaluated.len() {
+            0 => String::new(),
+            n => format!(", {n} not evaluated"),
         };
         println!(
-            "{status:4} {} ({} of {} entries)",
+            "{status:4} {} ({} of {} entries{skipped})",
             result.name,
             result.passed,
-            result.passed + result.failures.len()
+            result.passed + result.failures.len() + result.not_evaluated.len()
         );
         for f in &result.failures {
-            let want = f.expected.allowed_ports.clone().unwrap_or_else(|| {
-                format!(
-                    "{}/{} allowed={}",
-                    f.expected.protocol.as_deref().unwrap_or("?"),
-                    f.expected.port.unwrap_or(0),
-                    f.expected.allowed.unwrap_or(false)
-                )
-            });
             println!(
-                "     {} -> {}: expected {want}, got {}",
-                f.expected.src, f.expected.dst, f.got
+                "     {} -> {}: expected {}, got {}",
+                f.src, f.dst, f.want, f.got
             );
-            if let Some(rule) = &f.expected.rule {
+            if let Some(rule) = &f.rule {
                 println!("       rule: {rule}");
             }
         }
+        for n in &result.not_evaluated {
+            println!("     {} -> {}: not evaluated: {}", n.src, n.dst, n.reason);
+        }
     }
-    println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
+    if not_evaluated > 0 {
+        println!("{passed} passed, {failed} failed, {not_evaluated} not evaluated");
     } else {
-        ExitCode::from(1)
-    })
+        println!("{passed} passed, {failed} failed");
+    }
+    Ok(
+        if failed == 0 && (not_evaluated == 0 || args.allow_unsupported) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }
 
 fn collect_cases(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {

@@ -295,6 +295,162 @@ fn demo_exports_a_replay_for_a_collector_and_seeds_a_database_once() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+const WIDEN: &str = "crates/cli/tests/fixtures/diff/web-to-db.yaml";
+
+/// `policyhub diff --base examples/shop [base..] --target examples/shop [target..] [extra..]`.
+fn shop_diff(base: &[&str], target: &[&str], extra: &[&str]) -> Output {
+    let mut args = vec!["diff", "--base", "examples/shop"];
+    for b in base {
+        args.extend(["--base", b]);
+    }
+    args.extend(["--target", "examples/shop"]);
+    for t in target {
+        args.extend(["--target", t]);
+    }
+    args.extend_from_slice(extra);
+    policyhub(&args)
+}
+
+fn json_rows(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn diff_of_a_cluster_with_itself_is_empty() {
+    let o = policyhub(&["diff", "-f", "examples/shop", "-f", "examples/shop"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(stdout(&o), "no differences\n");
+    let o = shop_diff(&[], &[], &["-o", "json", "--fail-on-added"]);
+    assert_eq!(json_rows(&o), serde_json::json!([]));
+}
+
+#[test]
+fn diff_lists_an_added_path_and_fails_on_it_when_asked() {
+    let o = shop_diff(&[], &[WIDEN], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("added"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "));
+    assert_eq!(
+        row.as_deref(),
+        Some("added shop/web[Deployment] shop/db[StatefulSet] No Connections TCP 5432")
+    );
+    assert!(text.ends_with("differences: 1 (added 1, removed 0, changed 0)\n"));
+
+    let o = shop_diff(&[], &[WIDEN], &["--fail-on-added", "-o", "csv"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stdout(&o),
+        "DIFF,SOURCE,DESTINATION,BEFORE,AFTER,NOTE\n\
+         added,shop/web[Deployment],shop/db[StatefulSet],No Connections,TCP 5432,\n"
+    );
+    // The other way round the path is removed: nothing was added.
+    let rows = json_rows(&shop_diff(
+        &[WIDEN],
+        &[],
+        &["--fail-on-added", "-o", "json"],
+    ));
+    assert_eq!(rows[0]["diffType"], "removed");
+    assert_eq!(rows[0]["before"], "TCP 5432");
+    for format in ["md", "dot", "yaml"] {
+        let o = shop_diff(&[], &[WIDEN], &["-o", format]);
+        assert!(o.status.success(), "{format}");
+        assert!(stdout(&o).contains("5432"), "{format}");
+    }
+}
+
+#[test]
+fn diff_names_the_side_file_document_and_field_of_bad_input() {
+    let o = shop_diff(&[], &["crates/cli/tests/fixtures/diff/bad.yaml"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "target cluster: crates/cli/tests/fixtures/diff/bad.yaml: document 1 \
+             (NetworkPolicy bad-range): spec.ingress[0].ports[0].endPort"
+        ),
+        "{err}"
+    );
+    let o = policyhub(&[
+        "diff",
+        "-f",
+        "crates/cli/tests/fixtures/diff/missing",
+        "-f",
+        "examples/shop",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("base cluster: "));
+    let o = policyhub(&["diff", "-f", "examples/shop"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("exactly two paths"));
+}
+
+#[test]
+fn conformance_runs_the_diff_ingress_and_exposure_corpora() {
+    let o = policyhub(&[
+        "conformance",
+        "netpol",
+        "../shared/corpus/netpol/cases-diff",
+        "../shared/corpus/netpol/cases-ingress",
+        "../shared/corpus/netpol/cases-exposure",
+    ]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let last = stdout(&o).lines().last().unwrap_or_default().to_string();
+    // 4,856 diff entries, 346 ingress-controller report entries, 1,389 exposure entries.
+    assert_eq!(last, "6591 passed, 0 failed");
+}
+
+#[test]
+fn exposure_lists_unprotected_directions_and_representative_peers() {
+    let o = policyhub(&["exposure", "-f", "examples/shop"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    let row = |workload: &str, dir: &str, peer: &str| {
+        text.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .find(|l| l.starts_with(&format!("{workload} {dir} {peer} ")))
+    };
+    assert_eq!(
+        row(
+            "kube-system/coredns[Deployment]",
+            "ingress",
+            "entire-cluster"
+        )
+        .as_deref(),
+        Some(
+            "kube-system/coredns[Deployment] ingress entire-cluster All Connections not protected"
+        )
+    );
+    assert_eq!(
+        row(
+            "shop/api[Deployment]",
+            "ingress",
+            "[namespace with {team=platform}]/[all pods]"
+        )
+        .as_deref(),
+        Some("shop/api[Deployment] ingress [namespace with {team=platform}]/[all pods] TCP 9090")
+    );
+    let report = json_rows(&policyhub(&[
+        "exposure",
+        "-f",
+        "examples/shop",
+        "-o",
+        "json",
+    ]));
+    assert!(report["unprotected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["workload"]["name"] == "coredns" && u["direction"] == "INGRESS"));
+    let o = policyhub(&["exposure", "-f", "examples/shop", "-o", "csv"]);
+    assert!(stdout(&o).starts_with("WORKLOAD,DIRECTION,EXPOSED TO,CONNECTIONS,NOTE\n"));
+    let o = policyhub(&["exposure", "-f", "examples/shop", "-o", "dot"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
 #[test]
 fn recommend_writes_checked_suggestions() {
     let dir = std::env::temp_dir().join(format!("policyhub-recommend-{}", std::process::id()));

@@ -1,19 +1,24 @@
-//! Runner for conformance case files (the format of `shared/corpus/netpol/cases`):
-//! a scenario (namespaces, pods, policies) and the expected answers.
+//! Runner for conformance case files (the format of `shared/corpus/netpol`): a scenario
+//! (namespaces, pods, policies) and the expected answers (`cases/`), or two clusters'
+//! manifests and the expected connectivity diff (`cases-diff/`, kind `diff`).
 
+use std::net::IpAddr;
 use std::path::Path;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cidr::IpRange;
-use crate::connectivity::range_ports;
+use crate::connectivity::{ingress_ports, range_ports, INGRESS_CONTROLLER};
 use crate::engine::{AllowLocalhost, Endpoint, Engine, Options};
 use crate::manifest::Bundle;
 use crate::model::{ContainerPort, Namespace, Pod, WorkloadRef};
 use crate::policy::Entity;
 use crate::ports::{PortSet, Protocol};
 use crate::Verdict;
+
+pub mod diff;
+pub mod exposure;
 
 #[derive(Debug, Deserialize)]
 pub struct Case {
@@ -27,6 +32,10 @@ pub struct Case {
     pub pods: Vec<CasePod>,
     #[serde(default)]
     pub policies: Vec<Value>,
+    /// The manifests themselves (`connectivity-ingress` cases): when present the scenario is
+    /// read from them, Services, Ingresses and Routes included, with the ingress controller.
+    #[serde(default)]
+    pub manifests: Option<Vec<Value>>,
     /// Evaluation options the expectations assume, over the runner's (project cases only).
     #[serde(default)]
     pub options: CaseOptions,
@@ -104,11 +113,24 @@ pub struct Expected {
     pub rule: Option<String>,
 }
 
-/// One expected entry that did not hold.
+/// One expected entry that did not hold, or an answer no entry expected.
 #[derive(Debug, Clone)]
 pub struct Failure {
-    pub expected: Expected,
+    pub src: String,
+    pub dst: String,
+    /// What the case expects (`unchanged` for an answer the case does not list).
+    pub want: String,
     pub got: String,
+    /// Why the entry is expected, when the case says.
+    pub rule: Option<String>,
+}
+
+/// An expected entry the runner did not evaluate, and why. Never counted as passed.
+#[derive(Debug, Clone)]
+pub struct NotEvaluated {
+    pub src: String,
+    pub dst: String,
+    pub reason: String,
 }
 
 #[derive(Debug)]
@@ -116,6 +138,88 @@ pub struct CaseResult {
     pub name: String,
     pub passed: usize,
     pub failures: Vec<Failure>,
+    pub not_evaluated: Vec<NotEvaluated>,
+}
+
+/// A case file of any kind the runner knows.
+#[derive(Debug)]
+pub enum AnyCase {
+    /// `connlist`, `podmap`, `podmap-bool`, `eval-point` (`cases/`, project cases),
+    /// `connectivity-ingress` (`cases-ingress/`).
+    Connectivity(Case),
+    /// `diff` (`cases-diff/`).
+    Diff(diff::DiffCase),
+    /// `exposure` (`cases-exposure/`).
+    Exposure(exposure::ExposureCase),
+}
+
+impl AnyCase {
+    /// Reads a case file, choosing its type by its `kind`.
+    pub fn load(path: &Path) -> Result<AnyCase, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let kind = serde_json::from_str::<KindOnly>(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .kind;
+        let parsed = match kind.as_str() {
+            "diff" => serde_json::from_str(&text).map(AnyCase::Diff),
+            "exposure" => serde_json::from_str(&text).map(AnyCase::Exposure),
+            "connlist" | "podmap" | "podmap-bool" | "eval-point" | "connectivity-ingress" => {
+                serde_json::from_str(&text).map(AnyCase::Connectivity)
+            }
+            other => {
+                return Err(format!(
+                    "{}: case kind {other:?} is not supported (connlist, podmap, podmap-bool, \
+                     eval-point, connectivity-ingress, diff, exposure)",
+                    path.display()
+                ))
+            }
+        };
+        parsed.map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn kind(&self) -> &str {
+        match self {
+            AnyCase::Connectivity(c) => &c.kind,
+            AnyCase::Diff(_) => "diff",
+            AnyCase::Exposure(_) => "exposure",
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            AnyCase::Connectivity(c) => &c.name,
+            AnyCase::Diff(c) => &c.name,
+            AnyCase::Exposure(c) => &c.name,
+        }
+    }
+
+    /// Builds the scenario and checks every expected entry.
+    pub fn run(&self, options: Options) -> Result<CaseResult, String> {
+        match self {
+            AnyCase::Connectivity(c) => c.run(options),
+            AnyCase::Diff(c) => c.run(options),
+            AnyCase::Exposure(c) => c.run(options),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct KindOnly {
+    kind: String,
+}
+
+impl Expected {
+    /// The expected answer as text.
+    pub fn want(&self) -> String {
+        self.allowed_ports.clone().unwrap_or_else(|| {
+            format!(
+                "{}/{} allowed={}",
+                self.protocol.as_deref().unwrap_or("?"),
+                self.port.unwrap_or(0),
+                self.allowed.unwrap_or(false)
+            )
+        })
+    }
 }
 
 impl Case {
@@ -127,16 +231,29 @@ impl Case {
     /// Builds the scenario and checks every expected entry.
     pub fn run(&self, options: Options) -> Result<CaseResult, String> {
         let mut bundle = Bundle::default();
-        for ns in &self.namespaces {
+        if let Some(manifests) = &self.manifests {
+            for (i, doc) in manifests.iter().enumerate() {
+                bundle
+                    .add_object(doc, &format!("{}:manifests", self.name), i + 1, "")
+                    .map_err(|e| e.to_string())?;
+            }
+            crate::ingress::add_controller(&mut bundle.inventory);
+        }
+        let model = if self.manifests.is_some() {
+            (&[][..], &[][..], &[][..])
+        } else {
+            (&self.namespaces[..], &self.pods[..], &self.policies[..])
+        };
+        for ns in model.0 {
             bundle.inventory.add_namespace(Namespace {
                 name: ns.name.clone(),
                 labels: ns.labels.clone(),
             });
         }
-        for pod in &self.pods {
+        for pod in model.1 {
             bundle.inventory.add_pod(pod.to_pod()?);
         }
-        for (i, policy) in self.policies.iter().enumerate() {
+        for (i, policy) in model.2.iter().enumerate() {
             bundle
                 .add_object(policy, &format!("{}:policies", self.name), i + 1, "")
                 .map_err(|e| e.to_string())?;
@@ -150,13 +267,17 @@ impl Case {
             name: self.name.clone(),
             passed: 0,
             failures: Vec::new(),
+            not_evaluated: Vec::new(),
         };
         for exp in &self.expected {
             match check(&engine, exp) {
                 Ok(()) => result.passed += 1,
                 Err(got) => result.failures.push(Failure {
-                    expected: exp.clone(),
+                    src: exp.src.clone(),
+                    dst: exp.dst.clone(),
+                    want: exp.want(),
                     got,
+                    rule: exp.rule.clone(),
                 }),
             }
         }
@@ -227,11 +348,18 @@ enum Side {
     Pod(usize),
     Ranges(Vec<IpRange>),
     Entity(Entity),
+    /// The ingress controller pod.
+    Controller(usize),
 }
 
 fn side(engine: &Engine, text: &str) -> Result<Side, String> {
     if let Some(i) = engine.inventory().pod_index(text) {
         return Ok(Side::Pod(i));
+    }
+    if text == INGRESS_CONTROLLER {
+        return crate::ingress::controller(engine.inventory())
+            .map(Side::Controller)
+            .ok_or_else(|| "no Ingress or Route backend: no ingress controller".to_string());
     }
     if let Some(e) = Entity::parse(text) {
         return Ok(Side::Entity(e));
@@ -240,6 +368,66 @@ fn side(engine: &Engine, text: &str) -> Result<Side, String> {
         .map(|r| IpRange::parse(r).ok_or_else(|| format!("unknown pod or address range {r:?}")))
         .collect::<Result<Vec<_>, _>>()
         .map(Side::Ranges)
+}
+
+fn address_number(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u32::from(a) as u128,
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// The parts of `range` that `covering` (sorted, disjoint) leaves out.
+pub(crate) fn uncovered(range: IpRange, covering: &[IpRange]) -> Vec<(u128, u128)> {
+    let family = range.first.is_ipv4();
+    let (mut cursor, end) = (address_number(range.first), address_number(range.last));
+    let mut gaps = Vec::new();
+    let mut done = false;
+    for c in covering
+        .iter()
+        .filter(|c| c.first.is_ipv4() == family && c.last >= range.first && c.first <= range.last)
+    {
+        let (first, last) = (address_number(c.first), address_number(c.last));
+        if first > cursor {
+            gaps.push((cursor, first - 1));
+        }
+        if last >= end {
+            done = true;
+            break;
+        }
+        cursor = cursor.max(last + 1);
+    }
+    if !done {
+        gaps.push((cursor, end));
+    }
+    gaps
+}
+
+/// Checks the answers `pieces` (sorted ranges, each with an answer; addresses without a
+/// piece have none) over every address of `ranges`: `wrong` says what is wrong with an
+/// answer, if anything. Returns the problems found.
+pub(crate) fn check_ranges<T>(
+    ranges: &[IpRange],
+    pieces: &[(IpRange, T)],
+    mut wrong: impl FnMut(&T) -> Option<String>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for range in ranges {
+        let overlapping: Vec<&(IpRange, T)> = pieces
+            .iter()
+            .filter(|(r, _)| r.first <= range.last && r.last >= range.first)
+            .collect();
+        let covering: Vec<IpRange> = overlapping.iter().map(|(r, _)| *r).collect();
+        if !uncovered(*range, &covering).is_empty() {
+            problems.push(format!("{range}: no answer for part of it"));
+        }
+        for (r, answer) in overlapping {
+            if let Some(w) = wrong(answer) {
+                problems.push(format!("{r}: {w}"));
+            }
+        }
+    }
+    problems
 }
 
 /// Checks one expected entry; the error is what the engine answered instead.
@@ -269,6 +457,9 @@ fn check(engine: &Engine, exp: &Expected) -> Result<(), String> {
                     }
                 }
                 all
+            }
+            (Side::Controller(c), Side::Pod(d)) => {
+                vec![(String::new(), ingress_ports(engine, *c, *d).l4())]
             }
             _ => return Err("allowed_ports needs a pod on at least one end, and no entity".into()),
         };
@@ -302,6 +493,7 @@ fn check(engine: &Engine, exp: &Expected) -> Result<(), String> {
                 .map(Endpoint::External)
                 .collect(),
             Side::Entity(e) => vec![Endpoint::Entity(*e, None)],
+            Side::Controller(c) => vec![Endpoint::Pod(*c)],
         }
     };
     for s in endpoints(&src) {
@@ -317,4 +509,29 @@ fn check(engine: &Engine, exp: &Expected) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_are_found_per_address() {
+        let r = |a: &str| IpRange::parse(a).unwrap();
+        assert!(uncovered(r("10.0.0.0-10.0.0.9"), &[r("9.0.0.0-10.0.0.9")]).is_empty());
+        assert_eq!(
+            uncovered(
+                r("10.0.0.0-10.0.0.9"),
+                &[r("10.0.0.0-10.0.0.3"), r("10.0.0.5-10.0.0.7")]
+            )
+            .len(),
+            2
+        );
+        assert_eq!(uncovered(r("10.0.0.0-10.0.0.9"), &[]).len(), 1);
+        assert!(uncovered(
+            r("0.0.0.0-255.255.255.255"),
+            &[r("0.0.0.0-9.255.255.255"), r("10.0.0.0-255.255.255.255")]
+        )
+        .is_empty());
+    }
 }

@@ -147,6 +147,16 @@ pub struct Engine {
     atoms: Atoms,
     ip_index: HashMap<IpAddr, usize>,
     options: Options,
+    /// Identities from this one on are hypothetical peers, not pods.
+    first_hypothetical: u32,
+}
+
+/// A hypothetical pod (one no manifest declares; see [`Engine::with_hypothetical_peers`]).
+pub struct HypotheticalPeer<'a> {
+    /// Decides which rule peers it matches, from the peer's selector alone.
+    pub matches: &'a dyn Fn(&PodSelector) -> bool,
+    /// Its container ports, which named ports in rules towards it resolve on.
+    pub ports: Vec<ContainerPort>,
 }
 
 fn dir_index(dir: Direction) -> usize {
@@ -163,7 +173,20 @@ fn bit_test(set: &[u64], i: u32) -> bool {
 
 impl Engine {
     /// Compiles `policies` over `inventory`.
-    pub fn new(inventory: Inventory, mut policies: Vec<Policy>, options: Options) -> Engine {
+    pub fn new(inventory: Inventory, policies: Vec<Policy>, options: Options) -> Engine {
+        Engine::with_hypothetical_peers(inventory, policies, options, &[])
+    }
+
+    /// Compiles `policies` over `inventory` and over hypothetical pods: each matches the
+    /// pod-selector peers its predicate accepts (and peers that match every endpoint), no
+    /// address block, has the container ports it is given, and is never a policy's subject. Exposure analysis asks what a
+    /// workload could exchange with such pods ([`Engine::hypothetical_ports`]).
+    pub fn with_hypothetical_peers(
+        inventory: Inventory,
+        mut policies: Vec<Policy>,
+        options: Options,
+        hypothetical: &[HypotheticalPeer],
+    ) -> Engine {
         policies.sort_by(|a, b| (a.tier, a.priority, &a.id).cmp(&(b.tier, b.priority, &b.id)));
         let atoms = Atoms::new(policies.iter().flat_map(Policy::blocks));
         let mut identities: Vec<Identity> = Vec::new();
@@ -188,6 +211,7 @@ impl Engine {
             });
             pod_identity.push(idx);
         }
+        let first_hypothetical = identities.len() as u32;
         let mut engine = Engine {
             inventory,
             policies: Vec::new(),
@@ -200,9 +224,23 @@ impl Engine {
             atoms,
             ip_index,
             options,
+            first_hypothetical,
         };
         engine.by_subject = vec![[Vec::new(), Vec::new()]; engine.identities.len()];
-        for (i, ident) in engine.identities.iter().enumerate() {
+        // Hypothetical peers get identities after the pods', outside every namespace.
+        engine
+            .identities
+            .extend(hypothetical.iter().map(|h| Identity {
+                namespace: String::new(),
+                labels: Labels::new(),
+                ports: h.ports.clone(),
+                service_account: None,
+                atom: None,
+            }));
+        for (i, ident) in engine.identities[..first_hypothetical as usize]
+            .iter()
+            .enumerate()
+        {
             engine
                 .ns_members
                 .entry(ident.namespace.clone())
@@ -234,8 +272,54 @@ impl Engine {
             }
             engine.compiled.push(dirs);
         }
+        // Subjects are resolved: hypothetical peers join the selectors their predicate
+        // accepts, so they are only ever matched as peers.
+        for (sel, &id) in &cache {
+            for (h, peer) in hypothetical.iter().enumerate() {
+                if (peer.matches)(sel) {
+                    let bit = first_hypothetical as usize + h;
+                    engine.selectors[id as usize][bit / 64] |= 1 << (bit % 64);
+                }
+            }
+        }
         engine.policies = policies;
         engine
+    }
+
+    /// The policies that select pod `pod` as a subject in direction `dir`, in evaluation
+    /// order.
+    pub fn policies_for(&self, pod: usize, dir: Direction) -> impl Iterator<Item = &Policy> {
+        let id = self.pod_identity.get(pod).copied();
+        id.into_iter()
+            .flat_map(move |id| &self.by_subject[id as usize][dir_index(dir)])
+            .map(|&p| &self.policies[p as usize])
+    }
+
+    /// The ports pod `pod` may exchange with hypothetical peer `peer` (an index into the
+    /// list given to [`Engine::with_hypothetical_peers`]): what the pod may open to it
+    /// (`Egress`, judged by the pod's egress policies; named ports resolve on its given
+    /// container ports) or what it may open to the pod (`Ingress`, judged by the pod's ingress
+    /// policies). The hypothetical pod has no policies of its own.
+    pub fn hypothetical_ports(&self, pod: usize, peer: usize, dir: Direction) -> PortSet {
+        let id = self.first_hypothetical + peer as u32;
+        let Some(&subject) = self.pod_identity.get(pod) else {
+            return PortSet::none();
+        };
+        if id as usize >= self.identities.len() {
+            return PortSet::none();
+        }
+        let remote = Remote {
+            identity: Some(id),
+            atom: None,
+            pod_atom: None,
+            entities: Entity::Cluster.bit() | Entity::All.bit(),
+        };
+        let dst = match dir {
+            Direction::Egress => id,
+            Direction::Ingress => subject,
+        };
+        self.walk(dir, subject, &remote, Some(dst), &PortSet::all(), None)
+            .0
     }
 
     pub fn inventory(&self) -> &Inventory {
@@ -257,7 +341,7 @@ impl Engine {
 
     /// Number of distinct pod identities.
     pub fn identity_count(&self) -> usize {
-        self.identities.len()
+        self.first_hypothetical as usize
     }
 
     /// The endpoint for an address: the pod that has it, or an external address.

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::dialect::{anp::AdminPolicy, cilium::CiliumPolicy, k8s::NetworkPolicy, ObjectMeta};
 use crate::error::{Error, FieldError, InvalidField};
+use crate::ingress::{validate_service, RawIngress, RawRoute, RawService};
 use crate::model::{ContainerPort, Inventory, Namespace, Pod, WorkloadRef};
 use crate::policy::Policy;
 use crate::ports::Protocol;
@@ -176,6 +177,30 @@ impl Bundle {
                     service_account: tpl.spec.service_account_name,
                     namespace,
                 });
+            }
+            ("", "Service") => {
+                let meta: ObjectMeta = typed(&obj["metadata"], "metadata").map_err(invalid)?;
+                let raw: RawService = typed(obj, "").map_err(invalid)?;
+                let namespace = meta.namespace.unwrap_or_else(|| "default".into());
+                let service = raw.into_service(namespace, meta.name);
+                validate_service(&service).map_err(invalid)?;
+                self.inventory.services.push(service);
+            }
+            ("networking.k8s.io", "Ingress") | ("route.openshift.io", "Route")
+                if api.ends_with("/v1") =>
+            {
+                let meta: ObjectMeta = typed(&obj["metadata"], "metadata").map_err(invalid)?;
+                let namespace = meta.namespace.unwrap_or_else(|| "default".into());
+                let backends = if kind == "Ingress" {
+                    typed::<RawIngress>(obj, "")
+                        .map_err(invalid)?
+                        .backends(&namespace, &meta.name)
+                } else {
+                    typed::<RawRoute>(obj, "")
+                        .map_err(invalid)?
+                        .backends(&namespace, &meta.name)
+                };
+                self.inventory.backends.extend(backends);
             }
             ("networking.k8s.io", "NetworkPolicy") => {
                 let np: NetworkPolicy = typed(obj, "").map_err(invalid)?;

@@ -69,11 +69,15 @@ impl Pod {
     }
 }
 
-/// Namespaces and pods the evaluator works over.
+/// Namespaces and pods the evaluator works over, and the Services, Ingresses and Routes
+/// that expose pods to the ingress controller (see [`crate::ingress`]).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Inventory {
     pub namespaces: BTreeMap<String, Namespace>,
     pub pods: Vec<Pod>,
+    pub services: Vec<crate::ingress::Service>,
+    /// Backends of Ingresses and Routes.
+    pub backends: Vec<crate::ingress::Backend>,
 }
 
 impl Inventory {

@@ -86,9 +86,9 @@ fn errors_inside_a_list_carry_the_item_path() {
 
 #[test]
 fn unknown_kinds_are_reported_and_skipped() {
-    let bundle = load("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: n}\n").unwrap();
+    let bundle = load("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: n}\n").unwrap();
     assert_eq!(bundle.skipped.len(), 1);
-    assert_eq!(bundle.skipped[0].kind, "Service");
+    assert_eq!(bundle.skipped[0].kind, "ConfigMap");
     assert_eq!(bundle.skipped[0].document, 1);
     assert!(bundle.inventory.namespaces.contains_key("n"));
 }
