@@ -168,7 +168,9 @@ impl Lane {
     fn stream(&self) -> Arc<Stream> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(stream) = open.as_ref() {
-            if stream.waiting().closed.is_none() {
+            // An agent without the stream is not asked again: a call that raced the answer
+            // gets the closed stream, whose error sends it to the unary call.
+            if stream.waiting().closed.is_none() || self.unsupported.load(Ordering::Relaxed) {
                 return Arc::clone(stream);
             }
         }
