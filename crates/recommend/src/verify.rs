@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use flow::graph::Graph;
+use flow::graph::{Edge, Graph};
 use flowtypes::Verdict;
 use netpol::model::WorkloadRef;
 use netpol::{Bundle, Endpoint, Engine, PortSet, Protocol};
@@ -59,18 +59,13 @@ pub(crate) fn apply(
 
     let mut impact = Impact::default();
     let mut blocked_edges = Vec::new();
-    for e in &graph.edges {
-        if e.verdict == Verdict::Blocked {
-            continue;
-        }
-        if e.verdict_under(&engine) == netpol::Verdict::Blocked {
-            impact.observed_edges_newly_blocked += 1;
-            impact.observed_flows_newly_blocked += e.count;
-            blocked_edges.push(format!(
-                "{} -> {} {}/{} ({} flows)",
-                e.source, e.destination, e.protocol, e.port, e.count
-            ));
-        }
+    for e in newly_blocked(graph, &engine) {
+        impact.observed_edges_newly_blocked += 1;
+        impact.observed_flows_newly_blocked += e.count;
+        blocked_edges.push(format!(
+            "{} -> {} {}/{} ({} flows)",
+            e.source, e.destination, e.protocol, e.port, e.count
+        ));
     }
 
     let Impact {
@@ -102,6 +97,17 @@ pub(crate) fn apply(
         engine,
         impact,
         blocked_edges,
+    })
+}
+
+/// The observed edges not blocked when they were judged that `engine` blocks: what a change
+/// compiled into `engine` would break.
+pub fn newly_blocked<'g>(
+    graph: &'g Graph,
+    engine: &'g Engine,
+) -> impl Iterator<Item = &'g Edge> + 'g {
+    graph.edges.iter().filter(move |e| {
+        e.verdict != Verdict::Blocked && e.verdict_under(engine) == netpol::Verdict::Blocked
     })
 }
 
