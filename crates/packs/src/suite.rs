@@ -87,6 +87,28 @@ pub struct TestFailure {
     pub reason: String,
 }
 
+impl std::fmt::Display for TestFailure {
+    /// `from -> to PROTO/port: expected X, got Y — reason (expected because: why)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let flow = &self.flow;
+        write!(
+            f,
+            "{} -> {} {}/{}: expected {}, got {} — {}",
+            flow.from,
+            flow.to,
+            flow.protocol,
+            flow.port,
+            Verdict::from(flow.expect),
+            self.got,
+            self.reason
+        )?;
+        if !flow.why.is_empty() {
+            write!(f, " (expected because: {})", flow.why)?;
+        }
+        Ok(())
+    }
+}
+
 impl TestResult {
     pub fn ok(&self) -> bool {
         self.failures.is_empty()

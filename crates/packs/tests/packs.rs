@@ -5,7 +5,7 @@ use packs::{render, run_tests, Catalog, Tier};
 #[test]
 fn every_shipped_pack_passes_its_tests() {
     let catalog = Catalog::builtin().expect("the shipped packs load");
-    assert!(!catalog.packs.is_empty(), "no packs shipped");
+    assert!(catalog.packs.len() >= 4, "{} packs", catalog.packs.len());
     let mut failures = Vec::new();
     for pack in catalog.packs.values() {
         assert!(
@@ -21,18 +21,7 @@ fn every_shipped_pack_passes_its_tests() {
                 result.test
             );
             for f in &result.failures {
-                failures.push(format!(
-                    "{} / {}: {} -> {} {}/{}: expected {:?}, got {} ({})",
-                    result.pack,
-                    result.test,
-                    f.flow.from,
-                    f.flow.to,
-                    f.flow.protocol,
-                    f.flow.port,
-                    f.flow.expect,
-                    f.got,
-                    f.reason
-                ));
+                failures.push(format!("{} / {}: {f}", result.pack, result.test));
             }
         }
     }
