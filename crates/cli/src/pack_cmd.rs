@@ -337,7 +337,7 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
                     r.pack.clone(),
                     r.test.clone(),
                     r.passed.to_string(),
-                    r.failures.len().to_string(),
+                    (r.failures.len() + r.admission_failures.len()).to_string(),
                     if r.ok() { "ok" } else { "FAILED" }.to_string(),
                 ]
             })
@@ -347,10 +347,16 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
             for f in &r.failures {
                 println!("FAIL {} / {}: {f}", r.pack, r.test);
             }
+            for f in &r.admission_failures {
+                println!("FAIL {} / {}: admission: {f}", r.pack, r.test);
+            }
         }
-        let checks: usize = results.iter().map(|r| r.passed + r.failures.len()).sum();
+        let checks: usize = results
+            .iter()
+            .map(|r| r.passed + r.failures.len() + r.admission_failures.len())
+            .sum();
         println!(
-            "{} test(s), {} flow check(s), {} failed test(s)",
+            "{} test(s), {} check(s), {} failed test(s)",
             results.len(),
             checks,
             failed

@@ -28,4 +28,7 @@ pub use manifest::{
 pub use params::{resolve, Param};
 pub use preview::{preview, BlockedEdge, Coverage, Preview};
 pub use render::{render, Rendered, RenderedItem};
-pub use suite::{run_tests, Expect, ExpectedFlow, TestFailure, TestFile, TestResult};
+pub use suite::{
+    run_tests, Admission, Expect, ExpectedAdmission, ExpectedFlow, TestFailure, TestFile,
+    TestResult,
+};

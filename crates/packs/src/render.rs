@@ -23,6 +23,9 @@ pub struct Rendered {
     /// Every network policy of the pack, compiled by netpol.
     #[serde(skip)]
     pub policies: Vec<Policy>,
+    /// Every Kyverno admission policy of the pack, loaded by the kyverno crate.
+    #[serde(skip)]
+    pub admission: Vec<kyverno::CompiledPolicy>,
 }
 
 /// One item's documents.
@@ -82,6 +85,7 @@ pub(crate) fn render_with(pack: &Pack, parameters: Value) -> Result<Rendered> {
         parameters,
         items: Vec::new(),
         policies: Vec::new(),
+        admission: Vec::new(),
     };
     for item in &pack.manifest.items {
         let template_error = |e: minijinja::Error| Error::Template {
@@ -98,7 +102,7 @@ pub(crate) fn render_with(pack: &Pack, parameters: Value) -> Result<Rendered> {
         let yaml = template
             .render(minijinja::value::Serde(&rendered.parameters))
             .map_err(template_error)?;
-        let objects = check_documents(pack, item, &yaml, &mut rendered.policies)?;
+        let objects = check_documents(pack, item, &yaml, &mut rendered)?;
         rendered.items.push(RenderedItem {
             name: item.name.clone(),
             kind: item.kind,
@@ -133,7 +137,7 @@ fn check_documents(
     pack: &Pack,
     item: &crate::manifest::Item,
     yaml: &str,
-    policies: &mut Vec<Policy>,
+    rendered: &mut Rendered,
 ) -> Result<Vec<String>> {
     let origin = format!("{}/{}", pack.slug(), item.template);
     let fail = |document: usize, message: String| Error::Rendered {
@@ -167,7 +171,9 @@ fn check_documents(
             },
         );
         if item.kind.is_kyverno() {
-            kyverno::runner::load_policy(doc, &origin).map_err(|e| fail(n, e.to_string()))?;
+            rendered.admission.push(
+                kyverno::runner::load_policy(doc, &origin).map_err(|e| fail(n, e.to_string()))?,
+            );
             continue;
         }
         let mut bundle = Bundle::default();
@@ -180,7 +186,7 @@ fn check_documents(
         if bundle.policies.is_empty() {
             return Err(fail(n, "the document holds no policy".into()));
         }
-        policies.extend(bundle.policies);
+        rendered.policies.extend(bundle.policies);
     }
     Ok(objects)
 }

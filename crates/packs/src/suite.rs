@@ -25,7 +25,31 @@ pub struct TestFile {
     pub parameters: Value,
     /// Fixture manifests (namespaces, workloads, pods, existing policies) in the pack.
     pub cluster: Vec<String>,
+    #[serde(default)]
     pub flows: Vec<ExpectedFlow>,
+    /// Resources the pack's Kyverno policies must admit or refuse.
+    #[serde(default)]
+    pub admission: Vec<ExpectedAdmission>,
+}
+
+/// One resource (a file in the pack) and what the pack's admission policies must answer.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExpectedAdmission {
+    pub resource: String,
+    pub expect: Admission,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub why: String,
+}
+
+/// What admission answers for a resource: some rule fails it, rules pass it, or no rule
+/// selects it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Admission {
+    Pass,
+    Fail,
+    Skip,
 }
 
 /// One flow and the verdict it must get.
@@ -75,6 +99,8 @@ pub struct TestResult {
     pub test: String,
     pub passed: usize,
     pub failures: Vec<TestFailure>,
+    /// Admission checks that got another answer: `resource: expected X, got Y (messages)`.
+    pub admission_failures: Vec<String>,
 }
 
 /// A flow that got another verdict.
@@ -111,7 +137,7 @@ impl std::fmt::Display for TestFailure {
 
 impl TestResult {
     pub fn ok(&self) -> bool {
-        self.failures.is_empty()
+        self.failures.is_empty() && self.admission_failures.is_empty()
     }
 }
 
@@ -140,6 +166,26 @@ fn run_test(pack: &Pack, file: &str) -> Result<TestResult> {
     }
     let parameters = params::merge_checked(pack, parameters)?;
     let rendered = render_with(pack, parameters)?;
+    let mut admission_failures = Vec::new();
+    let mut admitted = 0;
+    for check in &test.admission {
+        let docs = netpol::manifest::documents(pack.file(&check.resource, file)?, &check.resource)
+            .map_err(|e| fail(e.to_string()))?;
+        for doc in docs.iter().filter(|d| !d.is_null()) {
+            let got = admit(&rendered.admission, doc).map_err(&fail)?;
+            if got.0 == check.expect {
+                admitted += 1;
+            } else {
+                admission_failures.push(format!(
+                    "{}: expected {:?}, got {:?} ({})",
+                    check.resource,
+                    check.expect,
+                    got.0,
+                    got.1.join("; ")
+                ));
+            }
+        }
+    }
     let mut bundle = Bundle::default();
     for f in &test.cluster {
         bundle
@@ -152,8 +198,9 @@ fn run_test(pack: &Pack, file: &str) -> Result<TestResult> {
     let mut result = TestResult {
         pack: pack.slug().to_string(),
         test: test.name.clone(),
-        passed: 0,
+        passed: admitted,
         failures: Vec::new(),
+        admission_failures,
     };
     for flow in &test.flows {
         let src = endpoint(&engine, &flow.from).map_err(&fail)?;
@@ -172,6 +219,37 @@ fn run_test(pack: &Pack, file: &str) -> Result<TestResult> {
         }
     }
     Ok(result)
+}
+
+/// The answer of every admission policy for one resource, with the rules' messages. A rule
+/// the evaluator cannot run is an error, never a pass.
+fn admit(
+    policies: &[kyverno::CompiledPolicy],
+    resource: &Value,
+) -> Result<(Admission, Vec<String>), String> {
+    let mut answer = Admission::Skip;
+    let mut messages = Vec::new();
+    for policy in policies {
+        for r in policy.evaluate(resource, &kyverno::Request::default()) {
+            match r.status {
+                kyverno::RuleStatus::Fail => answer = Admission::Fail,
+                kyverno::RuleStatus::Pass if answer == Admission::Skip => answer = Admission::Pass,
+                kyverno::RuleStatus::Error => {
+                    return Err(format!(
+                        "policy {} rule {}: {}",
+                        policy.name(),
+                        r.rule,
+                        r.message
+                    ))
+                }
+                _ => {}
+            }
+            if !r.message.is_empty() {
+                messages.push(format!("{}/{}: {}", policy.name(), r.rule, r.message));
+            }
+        }
+    }
+    Ok((answer, messages))
 }
 
 /// A pod by `namespace/pod` or `namespace/workload`, an address, or an entity.

@@ -23,6 +23,9 @@ fn every_shipped_pack_passes_its_tests() {
             for f in &result.failures {
                 failures.push(format!("{} / {}: {f}", result.pack, result.test));
             }
+            for f in &result.admission_failures {
+                failures.push(format!("{} / {}: {f}", result.pack, result.test));
+            }
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
