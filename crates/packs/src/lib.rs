@@ -14,6 +14,7 @@
 
 mod catalog;
 mod error;
+mod fuzz;
 mod manifest;
 mod params;
 mod preview;
@@ -22,6 +23,7 @@ mod suite;
 
 pub use catalog::Catalog;
 pub use error::{Error, Result};
+pub use fuzz::fuzz_manifest;
 pub use manifest::{
     Auditor, Category, Control, Framework, Item, ItemKind, Manifest, Pack, Parameters, Tier,
 };

@@ -135,3 +135,20 @@ fn the_manifest_is_strict() {
     .to_string();
     assert!(err.contains("\"test.yaml\""), "{err}");
 }
+
+/// The fuzz target's body ([`packs::fuzz_manifest`]) over truncations and byte flips of a
+/// manifest: errors, never panics.
+#[test]
+fn damaged_manifests_are_errors_not_panics() {
+    let bytes = MANIFEST.as_bytes();
+    for n in (0..bytes.len()).step_by(7) {
+        packs::fuzz_manifest(&bytes[..n]);
+    }
+    for i in (0..bytes.len()).step_by(5) {
+        for b in [b':', b'{', b'-', b' ', b'\n', b'"', 0xff] {
+            let mut v = bytes.to_vec();
+            v[i] = b;
+            packs::fuzz_manifest(&v);
+        }
+    }
+}
