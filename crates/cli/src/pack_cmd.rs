@@ -392,6 +392,9 @@ fn print_preview(p: &Preview) {
         "pack {} {}: {} policies over {} observed edges ({} flows)",
         p.pack, p.version, p.policies, p.observed_edges, p.observed_flows
     );
+    for r in &p.replaced {
+        println!("replaces {r} (same kind, namespace and name)");
+    }
     println!(
         "would block {} observed edge(s), {} flow(s), allowed or ungoverned today",
         p.blocked_edges, p.blocked_flows

@@ -469,7 +469,24 @@ fn pack_preview_reports_blocked_flows_and_coverage() {
         "-o",
         "json",
     ]);
+    // The CIS baseline is named `default`, like the shop's: applying it replaces that one.
+    let cis = policyhub(&[
+        "pack",
+        "preview",
+        "cis-kubernetes-network",
+        "--snapshot",
+        "examples/shop",
+        "--flows",
+        &flows.to_string_lossy(),
+        "-o",
+        "json",
+    ]);
     let _ = std::fs::remove_dir_all(&dir);
+    let cis: serde_json::Value = serde_json::from_slice(&cis.stdout).unwrap();
+    assert_eq!(
+        cis["replaced"],
+        serde_json::json!(["BaselineAdminNetworkPolicy default"])
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(p["policies"], 4);

@@ -17,6 +17,9 @@ pub struct Preview {
     pub version: String,
     /// Network policies the pack adds.
     pub policies: usize,
+    /// Policies of the snapshot with the kind, namespace and name of one of the pack's, which
+    /// applying the pack would replace (and the preview leaves out).
+    pub replaced: Vec<String>,
     pub observed_edges: usize,
     pub observed_flows: u64,
     /// Observed edges allowed (or ungoverned) today that the pack would block.
@@ -55,10 +58,18 @@ pub struct Coverage {
     pub workload_share: f64,
 }
 
-/// Applies `rendered` to `base` and judges `graph`'s edges again; `top` bounds the list of
-/// blocked edges.
+/// Applies `rendered` to `base` (replacing the policies with the same kind, namespace and
+/// name, as `kubectl apply` would) and judges `graph`'s edges again; `top` bounds the list
+/// of blocked edges.
 pub fn preview(base: &Engine, graph: &Graph, rendered: &Rendered, top: usize) -> Preview {
-    let mut policies = base.policies().to_vec();
+    let ours: BTreeSet<String> = rendered.policies.iter().map(|p| p.id.to_string()).collect();
+    let (replaced, mut policies): (Vec<_>, Vec<_>) = base
+        .policies()
+        .iter()
+        .cloned()
+        .partition(|p| ours.contains(&p.id.to_string()));
+    let mut replaced: Vec<String> = replaced.iter().map(|p| p.id.to_string()).collect();
+    replaced.dedup();
     policies.extend(rendered.policies.iter().cloned());
     let after = Engine::new(base.inventory().clone(), policies, base.options());
 
@@ -82,6 +93,7 @@ pub fn preview(base: &Engine, graph: &Graph, rendered: &Rendered, top: usize) ->
         pack: rendered.pack.clone(),
         version: rendered.version.clone(),
         policies: rendered.policies.len(),
+        replaced,
         observed_edges: graph.edges.len(),
         observed_flows: graph.flows,
         blocked_edges,
