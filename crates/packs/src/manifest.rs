@@ -37,6 +37,47 @@ pub enum Framework {
     Cis,
 }
 
+impl Framework {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Framework::Soc2 => "SOC2",
+            Framework::Dora => "DORA",
+            Framework::PciDss => "PCI-DSS",
+            Framework::Cis => "CIS",
+        }
+    }
+
+    /// How the framework numbers its controls, for error messages.
+    pub fn id_form(self) -> &'static str {
+        match self {
+            Framework::Soc2 => "CC<n>.<n>, e.g. CC6.1",
+            Framework::Dora => "Art. <n> (the regulation) or RTS Art. <n> (RTS (EU) 2024/1774)",
+            Framework::PciDss => "<n>.<n>[.<n>], e.g. 1.3.1",
+            Framework::Cis => "<n>.<n>.<n>, e.g. 5.3.2",
+        }
+    }
+
+    /// Whether `id` has the form of one of the framework's control identifiers.
+    pub fn cites(self, id: &str) -> bool {
+        let dotted = |s: &str, min: usize, max: usize| {
+            let parts: Vec<&str> = s.split('.').collect();
+            (min..=max).contains(&parts.len())
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        };
+        match self {
+            Framework::Soc2 => id.strip_prefix("CC").is_some_and(|r| dotted(r, 2, 2)),
+            Framework::Dora => id
+                .strip_prefix("RTS Art. ")
+                .or_else(|| id.strip_prefix("Art. "))
+                .is_some_and(|r| dotted(r, 1, 1)),
+            Framework::PciDss => dotted(id, 2, 3),
+            Framework::Cis => dotted(id, 3, 3),
+        }
+    }
+}
+
 /// The kind of document an item's template renders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum ItemKind {
@@ -260,6 +301,15 @@ impl Pack {
                 ));
             }
             for c in &item.controls {
+                if let Some(f) = m.framework.filter(|f| !f.cites(&c.id)) {
+                    return err(format!(
+                        "item {:?}: control {:?} is not a {} control id ({})",
+                        item.name,
+                        c.id,
+                        f.as_str(),
+                        f.id_form()
+                    ));
+                }
                 if [&c.id, &c.requirement, &c.implementation, &c.evidence]
                     .iter()
                     .any(|f| f.trim().is_empty())

@@ -118,6 +118,25 @@ fn the_manifest_is_strict() {
     .to_string();
     assert!(err.contains("framework"), "{err}");
 
+    let enterprise = MANIFEST.replace(
+        "tier: community",
+        "tier: enterprise\nframework: SOC2\nauditor: {name: A, certificationDate: \"2026-01-31\"}",
+    )
+    .replace(
+        "  template: deny.yaml.j2\n",
+        "  template: deny.yaml.j2\n  controls: [{id: CC6.1, requirement: r, implementation: i, evidence: e}]\n",
+    );
+    assert!(pack(|f| {
+        f.insert("pack.yaml".into(), enterprise.clone());
+    })
+    .is_ok());
+    let err = pack(|f| {
+        f.insert("pack.yaml".into(), enterprise.replace("CC6.1", "6.1"));
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("not a SOC2 control id"), "{err}");
+
     let err = pack(|f| {
         f.insert(
             "pack.yaml".into(),
