@@ -11,6 +11,7 @@ mod hub_cmd;
 mod kyverno_cmd;
 mod netpol_cmd;
 mod output;
+mod pack_cmd;
 mod pattern_cmd;
 mod recommend_cmd;
 mod segment_cmd;
@@ -56,6 +57,9 @@ enum Command {
     Flows(flow_cmd::FlowsCommand),
     /// Suggest policies from observed flows, each checked by the evaluator first.
     Recommend(recommend_cmd::RecommendArgs),
+    /// Policy packs: list, show, render with parameters, run their tests, preview their impact.
+    #[command(subcommand)]
+    Pack(pack_cmd::PackCommand),
     /// Organisational patterns: generate validated Kyverno deny policies from them.
     #[command(subcommand)]
     Pattern(pattern_cmd::PatternCommand),
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => flow_cmd::validate(args),
         Command::Flows(cmd) => flow_cmd::run(cmd),
         Command::Recommend(args) => recommend_cmd::recommend(args),
+        Command::Pack(cmd) => pack_cmd::run(cmd),
         Command::Pattern(cmd) => pattern_cmd::run(cmd),
     };
     match result {

@@ -295,6 +295,221 @@ fn demo_exports_a_replay_for_a_collector_and_seeds_a_database_once() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `count` seeded flows for examples/shop, written to `dir/flows.jsonl`.
+fn synth_shop_flows(dir: &Path, count: u64) -> PathBuf {
+    let flows = dir.join("flows.jsonl");
+    let o = policyhub(&[
+        "flows",
+        "synth",
+        "--snapshot",
+        "examples/shop",
+        "--count",
+        &count.to_string(),
+        "--seed",
+        "3",
+        "--out",
+        &flows.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    flows
+}
+
+#[test]
+fn recommend_writes_checked_suggestions() {
+    let dir = std::env::temp_dir().join(format!("policyhub-recommend-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let flows = synth_shop_flows(&dir, 5000);
+    let out = dir.join("out");
+    let o = policyhub(&[
+        "recommend",
+        "--snapshot",
+        "examples/shop",
+        "--flows",
+        &flows.to_string_lossy(),
+        "--min-confidence",
+        "0",
+        "-o",
+        "json",
+        "--out",
+        &out.to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let recs = report["recommendations"].as_array().unwrap();
+    assert!(!recs.is_empty(), "{report}");
+    for r in recs {
+        assert_eq!(r["impact"]["observedEdgesNewlyBlocked"], 0);
+    }
+    // One file per suggestion, each a manifest the evaluator reads back.
+    let files: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    assert_eq!(files.len(), recs.len());
+    let o = policyhub(&[
+        "connectivity",
+        "-f",
+        "examples/shop",
+        "-f",
+        &files[0].to_string_lossy(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("report.json").exists());
+    let o = policyhub(&[
+        "recommend",
+        "--snapshot",
+        "examples/shop",
+        "--flows",
+        &flows.to_string_lossy(),
+        "-o",
+        "dot",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn pack_list_show_and_test() {
+    let o = policyhub(&["pack", "list", "-o", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let packs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let slugs: Vec<&str> = packs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["slug"].as_str().unwrap())
+        .collect();
+    for slug in [
+        "microservices-baseline",
+        "database-tier-isolation",
+        "api-gateway-patterns",
+        "observability-stack",
+    ] {
+        assert!(slugs.contains(&slug), "{slug} missing from {slugs:?}");
+    }
+
+    let o = policyhub(&["pack", "show", "database-tier-isolation"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("database-egress"));
+
+    let o = policyhub(&["pack", "test"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains(" 0 failed test(s)"), "{}", stdout(&o));
+}
+
+#[test]
+fn pack_render_applies_parameters_and_names_what_is_wrong() {
+    let o = policyhub(&[
+        "pack",
+        "render",
+        "microservices-baseline",
+        "--param",
+        "namespaces=[shop, payments]",
+        "-o",
+        "yaml",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    assert_eq!(text.matches("name: default-deny-all").count(), 2);
+    assert!(text.contains("namespace: payments"));
+    // The output is what netpol reads.
+    let file = std::env::temp_dir().join(format!("policyhub-pack-{}.yaml", std::process::id()));
+    std::fs::write(&file, &text).unwrap();
+    let o = policyhub(&[
+        "eval",
+        "-f",
+        "examples/shop/cluster.yaml",
+        "-f",
+        &file.to_string_lossy(),
+        "--from",
+        "shop/web-1",
+        "--to",
+        "shop/api-1",
+        "--port",
+        "9000",
+    ]);
+    let _ = std::fs::remove_file(&file);
+    assert!(stdout(&o).contains("BLOCKED"), "{}", stdout(&o));
+
+    let o = policyhub(&[
+        "pack",
+        "render",
+        "microservices-baseline",
+        "--param",
+        "namespaces=Shop",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("pack microservices-baseline") && err.contains("/namespaces"),
+        "{err}"
+    );
+
+    let o = policyhub(&["pack", "render", "no-such-pack"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("known: "));
+}
+
+#[test]
+fn pack_preview_reports_blocked_flows_and_coverage() {
+    let dir = std::env::temp_dir().join(format!("policyhub-pack-preview-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let flows = synth_shop_flows(&dir, 3000);
+    let o = policyhub(&[
+        "pack",
+        "preview",
+        "microservices-baseline",
+        "--snapshot",
+        "examples/shop",
+        "--flows",
+        &flows.to_string_lossy(),
+        "--param",
+        "namespaces=[shop, monitoring]",
+        "-o",
+        "json",
+    ]);
+    // The CIS baseline is named `default`, like the shop's: applying it replaces that one.
+    let cis = policyhub(&[
+        "pack",
+        "preview",
+        "cis-kubernetes-network",
+        "--snapshot",
+        "examples/shop",
+        "--flows",
+        &flows.to_string_lossy(),
+        "-o",
+        "json",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let cis: serde_json::Value = serde_json::from_slice(&cis.stdout).unwrap();
+    assert_eq!(
+        cis["replaced"],
+        serde_json::json!(["BaselineAdminNetworkPolicy default"])
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(p["policies"], 4);
+    let blocked = p["blockedEdges"].as_u64().unwrap();
+    assert!(blocked > 0, "{p:#}");
+    assert!(p["topBlocked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["source"].as_str().unwrap().starts_with("monitoring/")
+            || e["destination"]
+                .as_str()
+                .unwrap()
+                .starts_with("monitoring/")));
+    // Prometheus was governed already (the baseline admin policy); its flows were not.
+    let share = |when: &str| p[when]["flowShare"].as_f64().unwrap();
+    assert!(share("after") > share("before"), "{p:#}");
+    assert_eq!(
+        p["after"]["workloadsGoverned"],
+        p["before"]["workloadsGoverned"]
+    );
+}
+
 const WIDEN: &str = "crates/cli/tests/fixtures/diff/web-to-db.yaml";
 
 /// `policyhub diff --base examples/shop [base..] --target examples/shop [target..] [extra..]`.
@@ -449,74 +664,6 @@ fn exposure_lists_unprotected_directions_and_representative_peers() {
     assert!(stdout(&o).starts_with("WORKLOAD,DIRECTION,EXPOSED TO,CONNECTIONS,NOTE\n"));
     let o = policyhub(&["exposure", "-f", "examples/shop", "-o", "dot"]);
     assert_eq!(o.status.code(), Some(2));
-}
-
-#[test]
-fn recommend_writes_checked_suggestions() {
-    let dir = std::env::temp_dir().join(format!("policyhub-recommend-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let flows = dir.join("flows.jsonl");
-    let o = policyhub(&[
-        "flows",
-        "synth",
-        "--snapshot",
-        "examples/shop",
-        "--count",
-        "5000",
-        "--seed",
-        "3",
-        "--out",
-        &flows.to_string_lossy(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let out = dir.join("out");
-    let o = policyhub(&[
-        "recommend",
-        "--snapshot",
-        "examples/shop",
-        "--flows",
-        &flows.to_string_lossy(),
-        "--min-confidence",
-        "0",
-        "-o",
-        "json",
-        "--out",
-        &out.to_string_lossy(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let recs = report["recommendations"].as_array().unwrap();
-    assert!(!recs.is_empty(), "{report}");
-    for r in recs {
-        assert_eq!(r["impact"]["observedEdgesNewlyBlocked"], 0);
-    }
-    // One file per suggestion, each a manifest the evaluator reads back.
-    let files: Vec<_> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    assert_eq!(files.len(), recs.len());
-    let o = policyhub(&[
-        "connectivity",
-        "-f",
-        "examples/shop",
-        "-f",
-        &files[0].to_string_lossy(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(out.join("report.json").exists());
-    let o = policyhub(&[
-        "recommend",
-        "--snapshot",
-        "examples/shop",
-        "--flows",
-        &flows.to_string_lossy(),
-        "-o",
-        "dot",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Synthesised flows end in the current hour unless `--start` says otherwise, so the

@@ -344,6 +344,15 @@ impl Engine {
         self.first_hypothetical as usize
     }
 
+    /// Whether some policy selects the pod (in either direction, any tier): the pod is
+    /// governed by policy, whatever the rules decide.
+    pub fn governs(&self, pod: usize) -> bool {
+        self.pod_identity
+            .get(pod)
+            .and_then(|&id| self.by_subject.get(id as usize))
+            .is_some_and(|dirs| dirs.iter().any(|d| !d.is_empty()))
+    }
+
     /// The endpoint for an address: the pod that has it, or an external address.
     pub fn endpoint_for_ip(&self, ip: IpAddr) -> Endpoint {
         match self.ip_index.get(&ip) {

@@ -30,7 +30,7 @@ use netpol::Engine;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use verify::Impact;
+pub use verify::{newly_blocked, Impact};
 
 /// What a recommendation is about (the seed's types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

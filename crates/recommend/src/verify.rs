@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use flow::graph::Graph;
+use flow::graph::{Edge, Graph};
 use flowtypes::Verdict;
 use netpol::model::WorkloadRef;
 use netpol::policy::{NamespaceScope, Policy, PolicyRef};
@@ -66,18 +66,13 @@ pub(crate) fn apply(
 
     let mut impact = Impact::default();
     let mut blocked_edges = Vec::new();
-    for e in &graph.edges {
-        if e.verdict == Verdict::Blocked {
-            continue;
-        }
-        if e.verdict_under(&engine) == netpol::Verdict::Blocked {
-            impact.observed_edges_newly_blocked += 1;
-            impact.observed_flows_newly_blocked += e.count;
-            blocked_edges.push(format!(
-                "{} -> {} {}/{} ({} flows)",
-                e.source, e.destination, e.protocol, e.port, e.count
-            ));
-        }
+    for e in newly_blocked(graph, &engine) {
+        impact.observed_edges_newly_blocked += 1;
+        impact.observed_flows_newly_blocked += e.count;
+        blocked_edges.push(format!(
+            "{} -> {} {}/{} ({} flows)",
+            e.source, e.destination, e.protocol, e.port, e.count
+        ));
     }
 
     let Impact {
@@ -155,6 +150,17 @@ pub(crate) fn subject_pods(engine: &Engine, policy: &Policy) -> Vec<usize> {
         }
     }
     first.into_values().collect()
+}
+
+/// The observed edges not blocked when they were judged that `engine` blocks: what a change
+/// compiled into `engine` would break.
+pub fn newly_blocked<'g>(
+    graph: &'g Graph,
+    engine: &'g Engine,
+) -> impl Iterator<Item = &'g Edge> + 'g {
+    graph.edges.iter().filter(move |e| {
+        e.verdict != Verdict::Blocked && e.verdict_under(engine) == netpol::Verdict::Blocked
+    })
 }
 
 /// One pod per workload, then one address per external range the policies tell apart.
