@@ -75,6 +75,12 @@ enum ConformanceCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A command whose output is piped into `head` ends quietly when the reader goes away,
+    // as Unix tools do, instead of panicking on the failed write. Servers keep handling
+    // write errors themselves.
+    if !matches!(cli.command, Command::Serve(_) | Command::Demo(_)) {
+        sigpipe::reset();
+    }
     let result = match cli.command {
         Command::Eval(args) => netpol_cmd::eval(args),
         Command::Connectivity(args) => netpol_cmd::connectivity(args),

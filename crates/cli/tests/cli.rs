@@ -743,3 +743,35 @@ fn pattern_generate_writes_a_policy_that_passed_its_dry_run() {
     assert!(o.status.success(), "{}\n{policy}", stdout(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Output piped into a reader that stops early ends the command quietly, not with a panic.
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_policyhub"))
+        .args([
+            "flows",
+            "synth",
+            "--snapshot",
+            "examples/shop",
+            "--count",
+            "200000",
+        ])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    // Nothing on standard error: no panic, no "Broken pipe" error.
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
