@@ -11,7 +11,7 @@ use netpol::policy::{Action, Direction, DirectionRules, Policy, PolicyKind, Poli
 use netpol::{Endpoint, Engine};
 use serde_json::Value;
 
-use crate::coverage::observed_rules;
+use crate::coverage::{observed_rules, Dialect};
 use crate::manifest::{clean, find_source, unified_diff};
 use crate::verify::{checked, port_count, sources, subject_pods};
 use crate::{confidence, digest, EvidenceEdge, Kind, Recommendation, Rejected, Report, Severity};
@@ -196,8 +196,15 @@ fn tightened(
     let mut order: Vec<&Broad> = broad.iter().collect();
     order.sort_by_key(|b| std::cmp::Reverse(b.index));
     for b in order {
-        let rules = observed_rules(engine, &id.to_string(), ns, &b.edges, b.dir)
-            .map_err(|reason| (reason, None))?;
+        let rules = observed_rules(
+            engine,
+            &id.to_string(),
+            ns,
+            &b.edges,
+            b.dir,
+            Dialect::NetworkPolicy,
+        )
+        .map_err(|reason| (reason, None))?;
         if let Some(list) = after
             .pointer_mut(&format!("/spec/{}", b.dir.as_str()))
             .and_then(Value::as_array_mut)

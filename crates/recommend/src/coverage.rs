@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use flow::graph::{Edge, Graph};
 use netpol::model::{WorkloadRef, NAMESPACE_NAME_LABEL};
-use netpol::policy::{Direction, Entity};
+use netpol::policy::{Direction, Entity, PolicyKind};
 use netpol::{AllowLocalhost, Endpoint, Engine, Protocol, Verdict};
 use serde_json::{json, Value};
 
@@ -32,6 +32,34 @@ enum Peer {
     Address(IpAddr),
     /// Every outside address of a family (`0.0.0.0/0`, `::/0`).
     World { v6: bool },
+    /// A Cilium entity (`remote-node`, `kube-apiserver`, ...): CiliumNetworkPolicy only.
+    Entity(Entity),
+}
+
+/// The policy kind suggestions are written in: the cluster's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    NetworkPolicy,
+    /// The cluster uses CiliumNetworkPolicies: suggestions are CiliumNetworkPolicies, which
+    /// can also name reserved entities.
+    Cilium,
+}
+
+impl Dialect {
+    /// Cilium when the cluster has any Cilium policy.
+    pub(crate) fn of(engine: &Engine) -> Dialect {
+        let cilium = engine.policies().iter().any(|p| {
+            matches!(
+                p.id.kind,
+                PolicyKind::CiliumNetworkPolicy | PolicyKind::CiliumClusterwideNetworkPolicy
+            )
+        });
+        if cilium {
+            Dialect::Cilium
+        } else {
+            Dialect::NetworkPolicy
+        }
+    }
 }
 
 /// Distinct outside addresses on the same ports above which the peer is the whole world: a
@@ -204,24 +232,37 @@ fn workload_policy(
             w.namespace
         )
     })?;
-    let rules = observed_rules(engine, &w.to_string(), &w.namespace, edges, dir)?;
+    let dialect = Dialect::of(engine);
+    let rules = observed_rules(engine, &w.to_string(), &w.namespace, edges, dir, dialect)?;
     let word = dir.as_str();
     let name = policy_name(&w.name, &format!("-allow-observed-{word}"));
-    let doc = json!({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {
-            "name": name,
-            "namespace": w.namespace,
-            "labels": {"app.kubernetes.io/managed-by": "policyhub"},
-            "annotations": {"policyhub.io/recommendation": "COVERAGE_GAP"},
-        },
-        "spec": {
-            "podSelector": {"matchLabels": selector},
-            "policyTypes": [policy_type(dir)],
-            word: rules,
-        },
+    let metadata = json!({
+        "name": name,
+        "namespace": w.namespace,
+        "labels": {"app.kubernetes.io/managed-by": "policyhub"},
+        "annotations": {"policyhub.io/recommendation": "COVERAGE_GAP"},
     });
+    let doc = match dialect {
+        Dialect::NetworkPolicy => json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": metadata,
+            "spec": {
+                "podSelector": {"matchLabels": selector},
+                "policyTypes": [policy_type(dir)],
+                word: rules,
+            },
+        }),
+        Dialect::Cilium => json!({
+            "apiVersion": "cilium.io/v2",
+            "kind": "CiliumNetworkPolicy",
+            "metadata": metadata,
+            "spec": {
+                "endpointSelector": {"matchLabels": selector},
+                word: rules,
+            },
+        }),
+    };
     let yaml = yaml_serde::to_string(&doc).map_err(|e| e.to_string())?;
     Ok((name, yaml))
 }
@@ -235,6 +276,7 @@ pub(crate) fn observed_rules(
     ns: &str,
     edges: &[&Edge],
     dir: Direction,
+    dialect: Dialect,
 ) -> Result<Vec<Value>, String> {
     let inv = engine.inventory();
     let mut peers: BTreeMap<Peer, Ports> = BTreeMap::new();
@@ -253,6 +295,7 @@ pub(crate) fn observed_rules(
                 // The local host passes ingress policy anyway.
                 continue;
             }
+            Endpoint::Entity(entity, _) if dialect == Dialect::Cilium => Peer::Entity(entity),
             Endpoint::Entity(entity, _) => {
                 return Err(format!(
                     "{who} {verb} traffic {prep} reserved:{}, which a NetworkPolicy cannot name",
@@ -271,10 +314,19 @@ pub(crate) fn observed_rules(
     for (peer, ports) in peers {
         rules.entry(ports).or_default().push(peer);
     }
+    if dialect == Dialect::Cilium {
+        return Ok(rules
+            .iter()
+            .flat_map(|(ports, peers)| cilium_rules(engine, dir, ports, peers))
+            .collect());
+    }
     Ok(rules
         .iter()
         .map(|(ports, peers)| {
-            let list: Vec<Value> = peers.iter().map(|p| peer_json(engine, ns, p)).collect();
+            let list: Vec<Value> = peers
+                .iter()
+                .filter_map(|p| peer_json(engine, ns, p))
+                .collect();
             let mut rule = json!({prep: list});
             // NetworkPolicy cannot name ICMP: a peer seen with ICMP is allowed on every port.
             if !ports.iter().any(|(p, _)| *p == Protocol::Icmp) {
@@ -287,6 +339,60 @@ pub(crate) fn observed_rules(
         })
         .collect())
 }
+
+/// CiliumNetworkPolicy rules for peers on one port set: one rule per kind of peer
+/// (endpoints, entities, CIDRs), each with the ports (no ports when ICMP was seen).
+fn cilium_rules(engine: &Engine, dir: Direction, ports: &Ports, peers: &[Peer]) -> Vec<Value> {
+    let (endpoints_key, entities_key, cidr_key) = match dir {
+        Direction::Ingress => ("fromEndpoints", "fromEntities", "fromCIDR"),
+        Direction::Egress => ("toEndpoints", "toEntities", "toCIDR"),
+    };
+    let (mut endpoints, mut entities, mut cidrs) = (Vec::new(), Vec::new(), Vec::new());
+    for peer in peers {
+        match peer {
+            Peer::Workload(w) => {
+                let mut labels = serde_json::Map::new();
+                labels.insert(NAMESPACE_LABEL.into(), json!(w.namespace));
+                // Without stable labels the namespace is the narrowest peer.
+                if let Some(sel) = stable_selector(engine.inventory(), w) {
+                    labels.extend(sel.into_iter().map(|(k, v)| (k, json!(v))));
+                }
+                endpoints.push(json!({"matchLabels": labels}));
+            }
+            Peer::Namespace(ns) => endpoints.push(json!({"matchLabels": {NAMESPACE_LABEL: ns}})),
+            Peer::Address(ip) => {
+                let bits = if ip.is_ipv4() { 32 } else { 128 };
+                cidrs.push(json!(format!("{ip}/{bits}")));
+            }
+            Peer::World { .. } => entities.push(json!("world")),
+            Peer::Entity(e) => entities.push(json!(e.as_str())),
+        }
+    }
+    entities.dedup();
+    let icmp = ports.iter().any(|(p, _)| *p == Protocol::Icmp);
+    let to_ports: Vec<Value> = ports
+        .iter()
+        .map(|(p, port)| json!({"port": port.to_string(), "protocol": p.as_str()}))
+        .collect();
+    [
+        (endpoints_key, endpoints),
+        (entities_key, entities),
+        (cidr_key, cidrs),
+    ]
+    .into_iter()
+    .filter(|(_, list)| !list.is_empty())
+    .map(|(key, list)| {
+        let mut rule = json!({key: list});
+        if !icmp {
+            rule["toPorts"] = json!([{"ports": to_ports}]);
+        }
+        rule
+    })
+    .collect()
+}
+
+/// The label key Cilium gives a pod's namespace, with its source.
+const NAMESPACE_LABEL: &str = "k8s:io.kubernetes.pod.namespace";
 
 /// Workload peers of one namespace become the namespace when every workload of it talks,
 /// on the same ports; more than [`WORLD_AFTER`] outside addresses on the same ports become
@@ -338,10 +444,11 @@ fn generalise(engine: &Engine, peers: BTreeMap<Peer, Ports>) -> BTreeMap<Peer, P
     out
 }
 
-/// A peer as a NetworkPolicy of namespace `ns` names it.
-fn peer_json(engine: &Engine, ns: &str, peer: &Peer) -> Value {
+/// A peer as a NetworkPolicy of namespace `ns` names it (`None` for a Cilium entity, which it
+/// cannot name).
+fn peer_json(engine: &Engine, ns: &str, peer: &Peer) -> Option<Value> {
     let ns_selector = |ns: &str| json!({"matchLabels": {NAMESPACE_NAME_LABEL: ns}});
-    match peer {
+    Some(match peer {
         Peer::Address(ip) => {
             let bits = if ip.is_ipv4() { 32 } else { 128 };
             json!({"ipBlock": {"cidr": format!("{ip}/{bits}")}})
@@ -349,6 +456,7 @@ fn peer_json(engine: &Engine, ns: &str, peer: &Peer) -> Value {
         Peer::World { v6 } => {
             json!({"ipBlock": {"cidr": if *v6 { "::/0" } else { "0.0.0.0/0" }}})
         }
+        Peer::Entity(_) => return None,
         Peer::Namespace(ns) => json!({"namespaceSelector": ns_selector(ns)}),
         Peer::Workload(w) => match stable_selector(engine.inventory(), w) {
             Some(sel) if w.namespace == ns => {
@@ -361,7 +469,7 @@ fn peer_json(engine: &Engine, ns: &str, peer: &Peer) -> Value {
             // Nothing tells its pods apart: the namespace is the narrowest stable peer.
             None => json!({"namespaceSelector": ns_selector(&w.namespace)}),
         },
-    }
+    })
 }
 
 /// A DNS-1123 name of at most 63 characters.
