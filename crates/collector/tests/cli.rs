@@ -86,15 +86,7 @@ async fn replayed_file_reaches_the_hub_with_the_offline_counts() {
 /// Hubble JSON lines: `n` forwarded TCP 5432 flows from the local host to shop/db-1, an
 /// hour ago.
 fn host_to_db_flows(n: usize) -> String {
-    let t = hub::now() - 3600;
-    let (y, mo, d) = civil::from_days(t.div_euclid(86_400));
-    let s = t.rem_euclid(86_400);
-    let time = format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        s / 3600,
-        s % 3600 / 60,
-        s % 60
-    );
+    let time = flow::synth::rfc3339(hub::now() - 3600, 0);
     (0..n)
         .map(|i| {
             format!(
