@@ -105,11 +105,20 @@ fn parse_start(text: &str) -> Result<i64, String> {
         })
 }
 
-/// Feeds a validator every flow of `flows` (a path or `-`), with progress on a terminal.
-pub(crate) fn read_flows(
-    validator: &mut flow::Validator<&netpol::Engine>,
+/// The communication graph of `flows` (a path or `-`) judged on `engine`, read with
+/// progress on a terminal.
+pub(crate) fn observed_graph(
+    engine: &netpol::Engine,
     flows: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<flow::graph::Graph> {
+    let mut validator = flow::Validator::new(engine, flow::Config::default());
+    validator.record_graph();
+    read_flows(&mut validator, flows)?;
+    Ok(validator.graph())
+}
+
+/// Feeds a validator every flow of `flows` (a path or `-`), with progress on a terminal.
+fn read_flows(validator: &mut flow::Validator<&netpol::Engine>, flows: &str) -> anyhow::Result<()> {
     let input = flow::reader::open(flows)?;
     let size = (flows != "-" && !flows.ends_with(".gz"))
         .then(|| std::fs::metadata(flows).ok().map(|m| m.len()))

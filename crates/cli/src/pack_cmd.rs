@@ -9,7 +9,7 @@ use packs::{Catalog, Pack, Param, Preview, Tier};
 use serde::Serialize;
 
 use crate::engine_args::{load_engine, EngineArgs};
-use crate::flow_cmd::read_flows;
+use crate::flow_cmd::observed_graph;
 use crate::output::{print_structured, print_table, Format};
 
 #[derive(Subcommand)]
@@ -375,10 +375,7 @@ fn preview(args: PreviewArgs) -> anyhow::Result<ExitCode> {
     let pack = catalog.get(&args.slug)?;
     let rendered = packs::render(pack, &overrides(&args.values, &args.params)?)?;
     let engine = load_engine(&args.snapshot, &args.engine)?;
-    let mut validator = flow::Validator::new(&engine, flow::Config::default());
-    validator.record_graph();
-    read_flows(&mut validator, &args.flows)?;
-    let graph = validator.graph();
+    let graph = observed_graph(&engine, &args.flows)?;
     let preview = packs::preview(&engine, &graph, &rendered, args.top);
     match args.output {
         Format::Table => print_preview(&preview),

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use recommend::{Kind, Options, Report};
 
 use crate::engine_args::{load_bundle, EngineArgs};
-use crate::flow_cmd::read_flows;
+use crate::flow_cmd::observed_graph;
 use crate::output::{print_structured, print_table, Format};
 
 #[derive(Args)]
@@ -73,10 +73,7 @@ pub fn recommend(args: RecommendArgs) -> anyhow::Result<ExitCode> {
     let bundle = load_bundle(&args.snapshot)?;
     let sources = bundle.sources;
     let engine = netpol::Engine::new(bundle.inventory, bundle.policies, args.engine.options());
-    let mut validator = flow::Validator::new(&engine, flow::Config::default());
-    validator.record_graph();
-    read_flows(&mut validator, &args.flows)?;
-    let graph = validator.graph();
+    let graph = observed_graph(&engine, &args.flows)?;
     let dismissed = match &args.dismissed {
         None => Vec::new(),
         Some(path) => {
