@@ -4,17 +4,19 @@
 //! every pod of the namespace, an ipBlock wider than /16 (/48 for IPv6). The suggestion
 //! replaces each such rule by rules allowing exactly its observed peers and ports.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use flow::graph::{Edge, Graph};
-use netpol::policy::{Action, Direction, DirectionRules, Policy, PolicyKind, PolicyRef};
+use netpol::policy::{Action, Direction, DirectionRules, Policy, PolicyKind};
 use netpol::{Endpoint, Engine};
 use serde_json::Value;
 
 use crate::coverage::{observed_rules, Dialect};
 use crate::manifest::{clean, find_source, unified_diff};
 use crate::verify::{checked, port_count, sources, subject_pods};
-use crate::{confidence, digest, EvidenceEdge, Kind, Recommendation, Rejected, Report, Severity};
+use crate::{
+    confidence, digest, EvidenceEdge, Judged, Kind, Recommendation, Rejected, Report, Severity,
+};
 
 /// How many times what was observed a rule must allow to count as overly broad.
 const FACTOR: u64 = 10;
@@ -33,17 +35,9 @@ pub(crate) fn overly_broad(
     engine: &Engine,
     manifests: &[Value],
     graph: &Graph,
+    judged: &Judged,
     report: &mut Report,
 ) {
-    let mut usage: BTreeMap<(PolicyRef, String), Vec<&Edge>> = BTreeMap::new();
-    for e in &graph.edges {
-        let d = e.decide_under(engine);
-        for dir in [d.ingress, d.egress].into_iter().flatten() {
-            for m in dir.allowed_by {
-                usage.entry((m.policy, m.rule)).or_default().push(e);
-            }
-        }
-    }
     for policy in engine
         .policies()
         .iter()
@@ -59,7 +53,7 @@ pub(crate) fn overly_broad(
                 continue;
             };
             for (index, rule) in rules.rules.iter().enumerate() {
-                let Some(edges) = usage.get(&(policy.id.clone(), rule.name.clone())) else {
+                let Some(edges) = judged.usage.get(&(policy.id.clone(), rule.name.clone())) else {
                     continue;
                 };
                 let written = before.pointer(&format!("/spec/{}/{index}", dir.as_str()));

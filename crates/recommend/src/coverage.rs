@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use crate::labels::stable_selector;
 use crate::verify::{apply, checked, Applied};
 use crate::{
-    confidence, digest, Control, EvidenceEdge, Kind, Recommendation, Rejected, Report, Severity,
-    CIS_5_3_2, PCI_1_3_1, PCI_1_3_2,
+    confidence, digest, Control, EvidenceEdge, Judged, Kind, Recommendation, Rejected, Report,
+    Severity, CIS_5_3_2, PCI_1_3_1, PCI_1_3_2,
 };
 
 /// Ports that mark a data-tier workload.
@@ -68,9 +68,9 @@ const WORLD_AFTER: usize = 16;
 
 type Ports = BTreeSet<(Protocol, u16)>;
 
-pub(crate) fn coverage_gaps(engine: &Engine, graph: &Graph, report: &mut Report) {
+pub(crate) fn coverage_gaps(engine: &Engine, graph: &Graph, judged: &Judged, report: &mut Report) {
     for dir in [Direction::Ingress, Direction::Egress] {
-        coverage_gaps_at(engine, graph, report, dir);
+        coverage_gaps_at(engine, graph, judged, report, dir);
     }
 }
 
@@ -82,28 +82,34 @@ fn sides(e: &Edge, dir: Direction) -> (&Endpoint, &Endpoint) {
     }
 }
 
-fn decided(d: netpol::Decision, dir: Direction) -> Option<netpol::DirectionDecision> {
+fn decided(d: &netpol::Decision, dir: Direction) -> Option<&netpol::DirectionDecision> {
     match dir {
-        Direction::Ingress => d.ingress,
-        Direction::Egress => d.egress,
+        Direction::Ingress => d.ingress.as_ref(),
+        Direction::Egress => d.egress.as_ref(),
     }
 }
 
-fn coverage_gaps_at(engine: &Engine, graph: &Graph, report: &mut Report, dir: Direction) {
+fn coverage_gaps_at(
+    engine: &Engine,
+    graph: &Graph,
+    judged: &Judged,
+    report: &mut Report,
+    dir: Direction,
+) {
     let inv = engine.inventory();
     let mut first_pod: BTreeMap<&WorkloadRef, usize> = BTreeMap::new();
     for (i, pod) in inv.pods.iter().enumerate() {
         first_pod.entry(&pod.workload).or_insert(i);
     }
     let mut gaps: BTreeMap<&WorkloadRef, Vec<&Edge>> = BTreeMap::new();
-    for e in &graph.edges {
+    for (e, decision) in graph.edges.iter().zip(&judged.decisions) {
         let (&Endpoint::Pod(subject), _) = sides(e, dir) else {
             continue;
         };
         if e.source_endpoint == e.destination_endpoint {
             continue;
         }
-        if decided(e.decide_under(engine), dir).is_some_and(|d| d.verdict == Verdict::NoPolicy) {
+        if decided(decision, dir).is_some_and(|d| d.verdict == Verdict::NoPolicy) {
             gaps.entry(&inv.pods[subject].workload).or_default().push(e);
         }
     }
@@ -215,7 +221,7 @@ fn isolated(engine: &Engine, pod: usize, dir: Direction) -> bool {
         Direction::Ingress => engine.decide(&probe, &pod, Protocol::Tcp, 1),
         Direction::Egress => engine.decide(&pod, &probe, Protocol::Tcp, 1),
     };
-    decided(d, dir).is_some_and(|d| d.verdict != Verdict::NoPolicy)
+    decided(&d, dir).is_some_and(|d| d.verdict != Verdict::NoPolicy)
 }
 
 /// The policy for one workload's observed traffic in a direction: its name and YAML.

@@ -26,7 +26,10 @@ mod unused;
 mod verify;
 
 use flow::graph::{Edge, Graph};
-use netpol::Engine;
+use std::collections::BTreeMap;
+
+use netpol::policy::PolicyRef;
+use netpol::{Decision, Engine};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -257,14 +260,15 @@ pub fn recommend(
         window_flows: graph.flows,
         window_hours: graph.hours,
     };
+    let judged = Judged::new(engine, graph);
     if options.kinds.contains(&Kind::CoverageGap) {
-        coverage::coverage_gaps(engine, graph, &mut report);
+        coverage::coverage_gaps(engine, graph, &judged, &mut report);
     }
     if options.kinds.contains(&Kind::UnusedRule) {
-        unused::unused_rules(engine, sources, graph, &mut report);
+        unused::unused_rules(engine, sources, graph, &judged, &mut report);
     }
     if options.kinds.contains(&Kind::OverlyBroad) {
-        broad::overly_broad(engine, sources, graph, &mut report);
+        broad::overly_broad(engine, sources, graph, &judged, &mut report);
     }
     apply_dismissals(&mut report.recommendations, &options.dismissed);
     report
@@ -277,6 +281,32 @@ pub fn recommend(
             .then(a.fingerprint.cmp(&b.fingerprint))
     });
     report
+}
+
+/// The observed graph judged once on the cluster, for every kind of suggestion.
+pub(crate) struct Judged<'g> {
+    /// Each edge's decision, in the order of the graph's edges.
+    pub decisions: Vec<Decision>,
+    /// The edges each allow rule, `(policy, rule name)`, allowed.
+    pub usage: BTreeMap<(PolicyRef, String), Vec<&'g Edge>>,
+}
+
+impl<'g> Judged<'g> {
+    fn new(engine: &Engine, graph: &'g Graph) -> Self {
+        let decisions: Vec<Decision> = graph.edges.iter().map(|e| e.decide_under(engine)).collect();
+        let mut usage: BTreeMap<(PolicyRef, String), Vec<&Edge>> = BTreeMap::new();
+        for (e, d) in graph.edges.iter().zip(&decisions) {
+            for dir in [&d.ingress, &d.egress].into_iter().flatten() {
+                for m in &dir.allowed_by {
+                    usage
+                        .entry((m.policy.clone(), m.rule.clone()))
+                        .or_default()
+                        .push(e);
+                }
+            }
+        }
+        Judged { decisions, usage }
+    }
 }
 
 /// Drops suggestions dismissed with the same evidence; lowers the confidence of those whose

@@ -3,28 +3,25 @@
 //! is the policy without them, with a diff; absence means something only for the window, so
 //! the description says how many flows it saw.
 
-use std::collections::BTreeSet;
-
 use flow::graph::{Edge, Graph};
 use flowtypes::Verdict;
-use netpol::policy::{Action, Direction, Policy, PolicyKind, PolicyRef};
+use netpol::policy::{Action, Direction, Policy, PolicyKind};
 use netpol::{Endpoint, Engine};
 use serde_json::Value;
 
 use crate::manifest::{clean, find_source, unified_diff};
 use crate::verify::{checked, selects, subject_pods};
-use crate::{confidence, digest, EvidenceEdge, Kind, Recommendation, Rejected, Report, Severity};
+use crate::{
+    confidence, digest, EvidenceEdge, Judged, Kind, Recommendation, Rejected, Report, Severity,
+};
 
-pub(crate) fn unused_rules(engine: &Engine, sources: &[Value], graph: &Graph, report: &mut Report) {
-    let mut used: BTreeSet<(PolicyRef, String)> = BTreeSet::new();
-    for e in &graph.edges {
-        let d = e.decide_under(engine);
-        for dir in [d.ingress, d.egress].into_iter().flatten() {
-            for m in dir.allowed_by {
-                used.insert((m.policy, m.rule));
-            }
-        }
-    }
+pub(crate) fn unused_rules(
+    engine: &Engine,
+    sources: &[Value],
+    graph: &Graph,
+    judged: &Judged,
+    report: &mut Report,
+) {
     for policy in engine
         .policies()
         .iter()
@@ -50,7 +47,9 @@ pub(crate) fn unused_rules(engine: &Engine, sources: &[Value], graph: &Graph, re
             }
             for (i, rule) in rules.rules.iter().enumerate() {
                 if rule.action == Action::Allow
-                    && !used.contains(&(policy.id.clone(), rule.name.clone()))
+                    && !judged
+                        .usage
+                        .contains_key(&(policy.id.clone(), rule.name.clone()))
                 {
                     unused.push((dir, i, rule.name.clone()));
                 }
