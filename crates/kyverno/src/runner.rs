@@ -148,9 +148,9 @@ fn is_evaluated_kind(doc: &Value) -> bool {
     matches!(text(doc, &["kind"]).as_str(), "ClusterPolicy" | "Policy")
 }
 
-/// Whether an expected result's `policy` (`name` or `namespace/name`) names this policy;
-/// `namespace` is None for cluster-scoped kinds.
-fn policy_selected(expected: &str, name: &str, namespace: Option<&str>) -> bool {
+/// Whether an expected result's `policy` or `resource` (`name` or `namespace/name`) names
+/// this object; `namespace` is None for cluster-scoped policies.
+fn names(expected: &str, name: &str, namespace: Option<&str>) -> bool {
     match expected.split_once('/') {
         Some((ns, n)) => n == name && namespace == Some(ns),
         None => expected == name,
@@ -232,11 +232,12 @@ pub fn rule_selected(expected: Option<&str>, actual: &str) -> bool {
 }
 
 fn resource_selected(expected: &str, resource: &Value) -> bool {
-    let name = text(resource, &["metadata", "name"]);
-    match expected.split_once('/') {
-        Some((ns, n)) => n == name && ns == text(resource, &["metadata", "namespace"]),
-        None => expected == name,
-    }
+    let namespace = text(resource, &["metadata", "namespace"]);
+    names(
+        expected,
+        &text(resource, &["metadata", "name"]),
+        Some(&namespace),
+    )
 }
 
 /// Reads one policy document through the gates every dry-run passes: first the schema check
@@ -306,7 +307,7 @@ pub fn run_case(case: &Case) -> Result<Report> {
             let selected: Vec<usize> = (0..policies.len())
                 .filter(|&pi| {
                     let (p, ns) = &policies[pi];
-                    policy_selected(&exp.policy, p.name(), ns.as_deref())
+                    names(&exp.policy, p.name(), ns.as_deref())
                 })
                 .collect();
             let resources: Vec<usize> = (0..case.resources.len())
@@ -322,7 +323,7 @@ pub fn run_case(case: &Case) -> Result<Report> {
             if selected.is_empty() {
                 match others
                     .iter()
-                    .find(|(name, ns, _)| policy_selected(&exp.policy, name, ns.as_deref()))
+                    .find(|(name, ns, _)| names(&exp.policy, name, ns.as_deref()))
                 {
                     Some((name, _, kind)) => {
                         check.unsupported = Some(format!(
