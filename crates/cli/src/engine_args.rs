@@ -48,7 +48,12 @@ pub fn load_cluster(files: &[PathBuf], args: &EngineArgs) -> anyhow::Result<Engi
 
 /// Reads manifests, warning about documents it skips.
 pub fn load_bundle(files: &[PathBuf]) -> anyhow::Result<Bundle> {
-    let mut bundle = Bundle::default();
+    load_into(Bundle::default(), files)
+}
+
+/// Reads manifests into `bundle` (e.g. one that keeps policy sources), warning about
+/// documents it skips.
+pub fn load_into(mut bundle: Bundle, files: &[PathBuf]) -> anyhow::Result<Bundle> {
     for f in files {
         bundle.load_path(f)?;
     }

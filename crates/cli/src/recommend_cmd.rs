@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use recommend::{Kind, Options, Report};
 
-use crate::engine_args::{load_bundle, EngineArgs};
+use crate::engine_args::{load_into, EngineArgs};
 use crate::flow_cmd::observed_graph;
 use crate::output::{print_structured, print_table, Format};
 
@@ -70,7 +70,7 @@ pub fn recommend(args: RecommendArgs) -> anyhow::Result<ExitCode> {
             args.min_confidence
         );
     }
-    let bundle = load_bundle(&args.snapshot)?;
+    let bundle = load_into(netpol::Bundle::keeping_sources(), &args.snapshot)?;
     let sources = bundle.sources;
     let engine = netpol::Engine::new(bundle.inventory, bundle.policies, args.engine.options());
     let graph = observed_graph(&engine, &args.flows)?;

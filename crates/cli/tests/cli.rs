@@ -340,6 +340,12 @@ fn recommend_writes_checked_suggestions() {
     for r in recs {
         assert_eq!(r["impact"]["observedEdgesNewlyBlocked"], 0);
     }
+    // The snapshot's own manifests reach the rewrites: an unused rule comes with its diff.
+    assert!(
+        recs.iter()
+            .any(|r| r["type"] == "UNUSED_RULE" && r["diff"].is_string()),
+        "{report}"
+    );
     // One file per suggestion, each a manifest the evaluator reads back.
     let files: Vec<_> = std::fs::read_dir(&out)
         .unwrap()

@@ -21,8 +21,10 @@ pub struct Bundle {
     pub inventory: Inventory,
     pub policies: Vec<Policy>,
     pub skipped: Vec<Skipped>,
-    /// The policy objects as written, for tools that rewrite a policy (recommendations).
+    /// The policy objects as written, for tools that rewrite a policy (recommendations);
+    /// kept only by a bundle made with [`Bundle::keeping_sources`].
     pub sources: Vec<Value>,
+    keep_sources: bool,
 }
 
 /// A document that was not used, and why.
@@ -36,6 +38,22 @@ pub struct Skipped {
 }
 
 impl Bundle {
+    /// A bundle that also keeps each policy object as written in [`Bundle::sources`] (the
+    /// default bundle does not copy them).
+    pub fn keeping_sources() -> Bundle {
+        Bundle {
+            keep_sources: true,
+            ..Bundle::default()
+        }
+    }
+
+    /// Keeps a policy object, when this bundle keeps them.
+    fn keep_source(&mut self, obj: &Value) {
+        if self.keep_sources {
+            self.sources.push(obj.clone());
+        }
+    }
+
     /// Reads a file or every `.yaml`/`.yml`/`.json` file under a directory (sorted).
     pub fn load_path(&mut self, path: &Path) -> Result<(), Error> {
         if path.is_dir() {
@@ -205,7 +223,7 @@ impl Bundle {
             ("networking.k8s.io", "NetworkPolicy") => {
                 let np: NetworkPolicy = typed(obj, "").map_err(invalid)?;
                 self.policies.push(np.compile("default").map_err(invalid)?);
-                self.sources.push(obj.clone());
+                self.keep_source(obj);
             }
             ("policy.networking.k8s.io", "AdminNetworkPolicy" | "BaselineAdminNetworkPolicy") => {
                 let anp: AdminPolicy = typed(obj, "").map_err(invalid)?;
@@ -213,14 +231,14 @@ impl Bundle {
                     anp.compile(kind == "BaselineAdminNetworkPolicy")
                         .map_err(invalid)?,
                 );
-                self.sources.push(obj.clone());
+                self.keep_source(obj);
             }
             ("cilium.io", "CiliumNetworkPolicy" | "CiliumClusterwideNetworkPolicy") => {
                 let cnp: CiliumPolicy = typed(obj, "").map_err(invalid)?;
                 let clusterwide = kind == "CiliumClusterwideNetworkPolicy";
                 self.policies
                     .extend(cnp.compile(clusterwide, "default").map_err(invalid)?);
-                self.sources.push(obj.clone());
+                self.keep_source(obj);
             }
             _ => self.skipped.push(Skipped {
                 file: file.to_string(),

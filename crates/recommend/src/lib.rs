@@ -246,8 +246,8 @@ impl DismissReason {
 }
 
 /// Every recommendation for a cluster and the traffic observed in it. `sources` are the
-/// policy manifests as written ([`netpol::Bundle::sources`]); suggestions that rewrite an
-/// existing policy need them.
+/// policy manifests as written ([`netpol::Bundle::sources`] of a bundle made with
+/// [`netpol::Bundle::keeping_sources`]); suggestions that rewrite an existing policy need them.
 pub fn recommend(
     engine: &Engine,
     sources: &[serde_json::Value],

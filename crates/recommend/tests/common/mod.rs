@@ -36,7 +36,7 @@ pub fn flows(src: End, dst: End, port: u16, n: u32) -> Vec<u8> {
 
 /// The cluster of `yaml`, compiled, with its policy manifests.
 pub fn cluster(yaml: &str) -> (Engine, Vec<serde_json::Value>) {
-    let mut b = Bundle::default();
+    let mut b = Bundle::keeping_sources();
     b.load_str(yaml, "cluster.yaml").unwrap();
     let sources = b.sources.clone();
     (
